@@ -1,0 +1,3 @@
+"""sandlot: a self-hostable sandbox platform."""
+
+__version__ = "0.1.0"

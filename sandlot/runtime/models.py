@@ -1,0 +1,212 @@
+"""The values that cross the runtime boundary.
+
+Everything a driver takes or returns is one of these frozen dataclasses, so the layers above
+(lifecycle, api) never see a runc state file, a cgroup path or a netlink message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "ExitStatus",
+    "Limits",
+    "NetworkPolicy",
+    "ProcessInfo",
+    "ProcessSpec",
+    "PtySize",
+    "ReconcileReport",
+    "SandboxInfo",
+    "SandboxSpec",
+    "SandboxState",
+    "Stats",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """Resource limits of one sandbox. The server clamps them to its own maximums."""
+
+    memory_mb: int = 512
+    """Memory, page cache included; past it the kernel OOM-kills inside the sandbox only."""
+    cpu_cores: float = 1.0
+    """CPU bandwidth as a number of cores (CFS quota / period)."""
+    pids: int = 512
+    """Tasks (processes and threads) alive at once; a fork bomb stops here."""
+    disk_mb: int = 2048
+    """Bytes the sandbox may add to its root filesystem; a write past it fails with ENOSPC."""
+
+    def __post_init__(self) -> None:
+        for name in ("memory_mb", "pids", "disk_mb"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"limits.{name} must be at least 1, got {getattr(self, name)}")
+        if self.memory_mb < 16:
+            raise ValueError(f"limits.memory_mb must be at least 16, got {self.memory_mb}")
+        if not 0.01 <= self.cpu_cores <= 1024:
+            raise ValueError(f"limits.cpu_cores must be between 0.01 and 1024, got {self.cpu_cores}")
+
+    def clamp(self, maximum: Limits) -> Limits:
+        """Each limit, lowered to the server-wide maximum where it is above it."""
+        return Limits(
+            memory_mb=min(self.memory_mb, maximum.memory_mb),
+            cpu_cores=min(self.cpu_cores, maximum.cpu_cores),
+            pids=min(self.pids, maximum.pids),
+            disk_mb=min(self.disk_mb, maximum.disk_mb),
+        )
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def _networks(values: Sequence[str], field: str) -> tuple[str, ...]:
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.ip_network(value, strict=False)))
+        except ValueError:
+            raise ValueError(f"network.{field}: {value!r} is not an IP address or CIDR") from None
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPolicy:
+    """Outbound traffic of one sandbox.
+
+    Whatever the policy says, a sandbox never reaches the host's own addresses, another sandbox
+    or a link-local (metadata) address. Within that: ``allow`` wins over ``deny``, ``deny`` wins
+    over ``internet``. With ``internet`` on, private ranges (RFC 1918, CGNAT) are still refused
+    unless allowed, so that a sandbox cannot probe the host's LAN.
+    """
+
+    internet: bool = True
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow", _networks(self.allow, "allow"))
+        object.__setattr__(self, "deny", _networks(self.deny, "deny"))
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxSpec:
+    """What a sandbox is made from."""
+
+    sandbox_id: str
+    template: str = "base"
+    limits: Limits = DEFAULT_LIMITS
+    network: NetworkPolicy = NetworkPolicy()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    hostname: str | None = None
+    """Defaults to the sandbox id."""
+
+
+class SandboxState(str, enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    """Its init has exited; only destroy is left to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxInfo:
+    sandbox_id: str
+    state: SandboxState
+    template: str
+    created_at: datetime
+    limits: Limits
+    network: NetworkPolicy
+    metadata: Mapping[str, str]
+    address: str
+    """The sandbox's IPv4 address on its private link to the host."""
+    init_pid: int
+    """Host pid of the sandbox's PID 1, 0 when it is not running."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PtySize:
+    rows: int = 24
+    cols: int = 80
+
+    def __post_init__(self) -> None:
+        if not (1 <= self.rows <= 65535 and 1 <= self.cols <= 65535):
+            raise ValueError(f"pty size must be 1..65535 rows and cols, got {self.rows}x{self.cols}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessSpec:
+    """A process to start inside a sandbox."""
+
+    argv: Sequence[str]
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    """Added to the sandbox's environment and the user's HOME, USER, LOGNAME, SHELL, PATH."""
+    cwd: str | None = None
+    """Defaults to the user's home directory."""
+    user: str = "user"
+    """A user name of the sandbox's /etc/passwd, or a numeric uid."""
+    stdin: bool = False
+    """Keep stdin open for writing; otherwise it reads as empty."""
+    pty: PtySize | None = None
+    """Run on a pseudo-terminal of this size; stdout then carries the terminal's output."""
+    tag: str = ""
+    """A free label that process listings report, for finding the process again."""
+
+    def __post_init__(self) -> None:
+        if not self.argv or not self.argv[0]:
+            raise ValueError("argv must name a program")
+        for part in (*self.argv, *self.env, *self.env.values(), self.cwd or "", self.user, self.tag):
+            if "\0" in part:
+                raise ValueError("argv, env, cwd, user and tag must not contain NUL bytes")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitStatus:
+    """How a process ended: ``exit_code`` when it exited, ``signal`` when a signal killed it."""
+
+    exit_code: int | None
+    signal: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessInfo:
+    pid: int
+    """The process id inside the sandbox's pid namespace."""
+    argv: tuple[str, ...]
+    cwd: str
+    pty: bool
+    tag: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Point-in-time resource use of one sandbox."""
+
+    cpu_usage_ns: int
+    """CPU time used by every task of the sandbox since it started."""
+    cpu_cores: float
+    memory_bytes: int
+    memory_limit_bytes: int
+    disk_bytes: int
+    disk_limit_bytes: int
+    pids: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ReconcileReport:
+    """What `reconcile` found on the host."""
+
+    kept: tuple[str, ...] = ()
+    """Sandboxes the caller knows and the host holds whole."""
+    removed: tuple[str, ...] = ()
+    """Sandboxes (or their remains) that nobody owns, now gone."""
+    missing: tuple[str, ...] = ()
+    """Sandboxes the caller knows but the host no longer holds."""
