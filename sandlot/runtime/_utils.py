@@ -1,0 +1,132 @@
+"""Running host commands (runc, ip, nft, mkfs) from async code, with one error type and logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Sequence
+
+from sandlot.runtime import errors
+
+logger = logging.getLogger("sandlot.runtime")
+
+
+class CommandError(errors.RuntimeDriverError):
+    """A host command exited non-zero; ``stderr`` holds what it said."""
+
+    def __init__(self, argv: Sequence[str], returncode: int, stderr: str) -> None:
+        super().__init__(f"{argv[0]} {' '.join(argv[1:3])}... failed ({returncode}): {stderr.strip()[-500:]}")
+        self.argv = list(argv)
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+async def run(
+    *argv: str | os.PathLike[str],
+    input: bytes | None = None,
+    pass_fds: Sequence[int] = (),
+    check: bool = True,
+) -> str:
+    """Run ``argv`` to completion and return its stdout; raise `CommandError` when it fails.
+
+    stdin is /dev/null unless ``input`` is given, so no command ever waits on a terminal.
+    """
+    args = [os.fspath(a) for a in argv]
+    name = os.path.basename(args[0])
+    started = time.perf_counter()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *args,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            pass_fds=pass_fds,
+        )
+    except OSError as exc:
+        raise errors.RuntimeDriverError(f"cannot run {name}: {exc}") from exc
+    stdout, stderr = await proc.communicate(input)
+    elapsed = (time.perf_counter() - started) * 1000
+    if proc.returncode != 0 and check:
+        logger.debug("%s.failed in %.1f ms: %s", name, elapsed, args)
+        raise CommandError(args, proc.returncode or 0, stderr.decode(errors="replace"))
+    logger.debug("%s.complete in %.1f ms: %s", name, elapsed, args[1:4])
+    return stdout.decode(errors="replace")
+
+
+async def wait_pid(pid: int) -> int:
+    """Wait for our child ``pid`` to exit, without a thread, and reap it; return its exit code.
+
+    A pidfd turns the exit into a readable fd the event loop can watch. asyncio's own child
+    watcher only waits for the processes asyncio started, so the two never steal each other's
+    exit statuses.
+    """
+    fd = os.pidfd_open(pid)
+    try:
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(fd)
+    finally:
+        os.close(fd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+async def spawn_run(argv: Sequence[str], *, fds: dict[int, int]) -> str:
+    """Run ``argv`` with ``fds`` (target fd -> our fd) in place, as `run` does; return stdout.
+
+    `asyncio.create_subprocess_exec` can pass fds only under their own numbers; runc's
+    ``--preserve-fds`` wants them at 3, 4, ... so this spawns with `os.posix_spawn`, whose
+    file actions put each fd where it belongs.
+    """
+    name = os.path.basename(argv[0])
+    started = time.perf_counter()
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
+                   (os.POSIX_SPAWN_DUP2, err_w, 2)]  # fmt: skip
+        actions += [(os.POSIX_SPAWN_DUP2, ours, target) for target, ours in fds.items()]
+        pid = os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions)
+    finally:
+        for fd in (out_w, err_w, devnull):
+            os.close(fd)
+    try:
+        stdout, stderr, code = await asyncio.gather(_read_all(out_r), _read_all(err_r), wait_pid(pid))
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    elapsed = (time.perf_counter() - started) * 1000
+    if code != 0:
+        logger.debug("%s.failed in %.1f ms: %s", name, elapsed, argv)
+        raise CommandError(argv, code, stderr.decode(errors="replace"))
+    logger.debug("%s.complete in %.1f ms: %s", name, elapsed, argv[1:4])
+    return stdout.decode(errors="replace")
+
+
+async def _read_all(fd: int) -> bytes:
+    """Read ``fd`` until EOF. (The write end may live on in a daemonised grandchild, such as
+    a container's init that inherits runc's stderr; EOF then comes when that one closes it.)"""
+    os.set_blocking(fd, False)
+    loop = asyncio.get_running_loop()
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            ready = loop.create_future()
+            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(fd)
+            continue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)

@@ -1,0 +1,558 @@
+"""The local driver: each sandbox is an OCI bundle run by runc.
+
+Layout under ``data_dir`` (one directory per sandbox, so that destroy and reconcile can find
+every piece from the id alone)::
+
+    runc/                      runc's --root: container state of this instance only
+    sandboxes/ID/state.json    what the driver needs to find, talk to and remove the sandbox
+    sandboxes/ID/disk.img      sparse ext4 image: the disk limit (see sandlot.runtime.disk)
+    sandboxes/ID/disk/         its mount point, holding upper/ and work/ of the overlay
+    sandboxes/ID/bundle/       config.json and rootfs/, the overlay's mount point
+
+A sandbox's PID 1 is sandlot-init (``sandlot/runtime/init/``), which reaps zombies and starts
+processes on request over TCP at the sandbox's address: processes are started inside the
+sandbox's process tree, not by ``runc exec`` from outside, so starting one costs a round trip
+instead of a runc invocation, and nothing a process holds leads out of the sandbox (which is
+what CRIU needs to checkpoint it). The token that opens init is handed over on a pipe
+(``--preserve-fds``) and lives in state.json (mode 0600), never in the sandbox.
+
+The daemon is the child subreaper of everything it starts: runc exits after starting a
+container, so each container's init becomes our child and is reaped here (`_utils.wait_pid`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import dataclasses
+import json
+import logging
+import os
+import re
+import resource
+import secrets
+import shutil
+from collections.abc import Collection
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sandlot.config import RuntimeSettings
+from sandlot.runtime import _utils, base, cgroups, disk, errors, initbin, initproto, models, network, oci
+
+__all__ = ["RuncDriver"]
+
+logger = logging.getLogger("sandlot.runtime.runc")
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_INSTANCE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+_PR_SET_CHILD_SUBREAPER = 36
+_DEFAULT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+}
+_READY_TIMEOUT = 10.0
+
+
+@dataclasses.dataclass
+class _Sandbox:
+    """What the driver keeps about one sandbox; state.json holds the same."""
+
+    spec: models.SandboxSpec
+    limits: models.Limits
+    link: network.Link
+    lower: str
+    created_at: datetime
+    token: str
+    init_pid: int = 0
+    paused: bool = False
+    client: initproto.InitClient | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "spec": {
+                "sandbox_id": self.spec.sandbox_id,
+                "template": self.spec.template,
+                "limits": dataclasses.asdict(self.spec.limits),
+                "network": dataclasses.asdict(self.spec.network),
+                "env": dict(self.spec.env),
+                "metadata": dict(self.spec.metadata),
+                "hostname": self.spec.hostname,
+            },
+            "limits": dataclasses.asdict(self.limits),
+            "link": dataclasses.asdict(self.link),
+            "lower": self.lower,
+            "created_at": self.created_at.isoformat(),
+            "token": self.token,
+            "init_pid": self.init_pid,
+            "paused": self.paused,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Sandbox:
+        s = data["spec"]
+        spec = models.SandboxSpec(
+            sandbox_id=s["sandbox_id"],
+            template=s["template"],
+            limits=models.Limits(**s["limits"]),
+            network=models.NetworkPolicy(**s["network"]),
+            env=s["env"],
+            metadata=s["metadata"],
+            hostname=s["hostname"],
+        )
+        return cls(
+            spec=spec,
+            limits=models.Limits(**data["limits"]),
+            link=network.Link(**data["link"]),
+            lower=data["lower"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            token=data["token"],
+            init_pid=data["init_pid"],
+            paused=data["paused"],
+        )
+
+
+class RuncDriver:
+    """`RuntimeDriver` on runc, overlayfs, loop-mounted ext4 disks and network namespaces.
+
+    Example:
+        >>> driver = RuncDriver(Settings.from_env().runtime)
+        >>> await driver.open()
+        >>> info = await driver.create(spec=models.SandboxSpec(sandbox_id="demo"))
+        >>> proc = await driver.start(sandbox_id="demo", process=models.ProcessSpec(["echo", "hi"]))
+    """
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        if not _INSTANCE.match(settings.instance):
+            raise ValueError(f"instance {settings.instance!r}: use 1-32 of a-z, 0-9 and '-'")
+        self.settings = settings
+        self.network = network.Network(instance=settings.instance, subnet=settings.subnet)
+        self._root = settings.data_dir / "runc"
+        self._sandboxes_dir = settings.data_dir / "sandboxes"
+        self._sandboxes: dict[str, _Sandbox] = {}
+        self._slots: dict[int, str] = {}
+        self._slot_lock = asyncio.Lock()
+        self._reapers: dict[int, asyncio.Task[int]] = {}
+        self._init_binary = ""
+        self._runc = shutil.which("runc") or "runc"
+        self._nofile = min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+    # -- driver lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> RuncDriver:
+        """Prepare the host (directories, nftables table, init binary) and load known state."""
+        if os.geteuid() != 0:
+            raise errors.RuntimeDriverError("the runc driver must run as root")
+        _become_subreaper()
+        self._root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # runc mounts the rootfs from inside the sandbox's user namespace: the path to it
+        # must be traversable (x, not r) by the unprivileged uid that root inside maps to.
+        self._sandboxes_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+        if self.settings.userns:
+            _check_traversable(self._sandboxes_dir)
+        self._init_binary = str(initbin.ensure_init_binary(self.settings.cache_dir))
+        await self.network.open()
+        for entry in sorted(self._sandboxes_dir.iterdir()):
+            try:
+                sbx = _Sandbox.from_json(json.loads((entry / "state.json").read_text()))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # half-made or foreign: reconcile removes it
+            self._sandboxes[sbx.spec.sandbox_id] = sbx
+            self._slots[sbx.link.slot] = sbx.spec.sandbox_id
+        return self
+
+    async def aclose(self) -> None:
+        for sbx in self._sandboxes.values():
+            await _close_client(sbx)
+        for task in self._reapers.values():
+            task.cancel()
+        self._reapers.clear()
+        if not self._sandboxes and not any(self._sandboxes_dir.iterdir()):
+            await self.network.close()
+
+    async def __aenter__(self) -> RuncDriver:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- sandboxes ---------------------------------------------------------------------
+
+    async def create(self, *, spec: models.SandboxSpec) -> models.SandboxInfo:
+        sid = spec.sandbox_id
+        if not _ID.match(sid):
+            raise ValueError(f"sandbox id {sid!r}: use 1-63 of a-z, 0-9 and '-', not starting with '-'")
+        lower, template = self._template(spec.template)
+        sdir = self._sandboxes_dir / sid
+        try:
+            sdir.mkdir(mode=0o711)
+        except FileExistsError:
+            raise errors.SandboxExists(sid) from None
+        async with self._slot_lock:
+            slot = next(i for i in range(self.network.slots + 1) if i not in self._slots)
+            link = self.network.link(slot, sid)
+            self._slots[slot] = sid
+        sbx = _Sandbox(
+            spec=spec,
+            limits=spec.limits.clamp(self.settings.max_limits),
+            link=link,
+            lower=str(lower),
+            created_at=datetime.now(timezone.utc),
+            token=secrets.token_hex(32),
+        )
+        try:
+            _write_json(sdir / "state.json", sbx.to_json())
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._make_rootfs(sbx, sdir, template))
+                tg.create_task(self.network.setup(link, spec.network))
+            await self._run(sbx, sdir, template)
+        except BaseException as exc:
+            await asyncio.shield(self._teardown(sid, sbx))
+            if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+                exc = exc.exceptions[0]
+            if isinstance(exc, (errors.RuntimeDriverError, asyncio.CancelledError)):
+                raise exc
+            raise errors.RuntimeDriverError(f"creating sandbox {sid!r} failed: {exc}") from exc
+        self._sandboxes[sid] = sbx
+        _write_json(sdir / "state.json", sbx.to_json())
+        return self._info(sbx)
+
+    def _template(self, name: str) -> tuple[Path, dict[str, Any]]:
+        """The template's built directory (the ``current`` digest, resolved now so that a
+        rebuild never changes the lower layer under a running sandbox) and its metadata."""
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", name):
+            raise errors.TemplateNotFound(name)
+        current = self.settings.templates_dir / name / "current"
+        try:
+            built = current.resolve(strict=True)
+            meta = json.loads((built / "template.json").read_text())
+        except (OSError, ValueError):
+            raise errors.TemplateNotFound(name) from None
+        return built / "rootfs", meta
+
+    async def _make_rootfs(self, sbx: _Sandbox, sdir: Path, template: dict[str, Any]) -> None:
+        owner = self.settings.userns_base if self.settings.userns else 0
+        image, mnt, rootfs = sdir / "disk.img", sdir / "disk", sdir / "bundle" / "rootfs"
+        for d in (mnt, rootfs):
+            d.mkdir(parents=True)
+        await disk.create(image, size_mb=sbx.limits.disk_mb, root_owner=owner)
+        await disk.mount(image, mnt)
+        upper, work = mnt / "upper", mnt / "work"
+        for d in (upper, work):
+            d.mkdir()
+            os.chown(d, owner, owner)
+        _write_etc(upper, sbx, owner)
+        await _utils.run(
+            "mount", "-t", "overlay", "overlay",
+            "-o", f"lowerdir={sbx.lower},upperdir={upper},workdir={work}", rootfs,
+        )  # fmt: skip
+
+    async def _run(self, sbx: _Sandbox, sdir: Path, template: dict[str, Any]) -> None:
+        sid = sbx.spec.sandbox_id
+        env = {**_DEFAULT_ENV, **template.get("env", {}), **sbx.spec.env}
+        config = oci.bundle_config(
+            hostname=sbx.spec.hostname or sid,
+            env=env,
+            limits=sbx.limits,
+            netns_path=sbx.link.netns_path,
+            cgroups_path=self._cgroup(sid),
+            init_binary=self._init_binary,
+            userns_base=self.settings.userns_base if self.settings.userns else None,
+            nofile=self._nofile,
+        )
+        bundle = sdir / "bundle"
+        _write_json(bundle / "config.json", config)
+        token_r, token_w = os.pipe()
+        ready_r, ready_w = os.pipe()
+        try:
+            os.write(token_w, sbx.token.encode())
+            os.close(token_w)
+            token_w = -1
+            pid_file = sdir / "init.pid"
+            await _utils.spawn_run(
+                [self._runc, "--root", str(self._root), "run", "--detach", "--pid-file", str(pid_file),
+                 "--preserve-fds", "2", "--bundle", str(bundle), sid],
+                fds={3: token_r, 4: ready_w},
+            )  # fmt: skip
+            os.close(ready_w)
+            ready_w = -1
+            sbx.init_pid = int(pid_file.read_text())
+            self._watch(sbx)
+            if await asyncio.wait_for(_read_byte(ready_r), _READY_TIMEOUT) != b"1":
+                raise errors.RuntimeDriverError(f"sandbox {sid!r}: init exited before it was ready")
+        finally:
+            for fd in (token_r, token_w, ready_r, ready_w):
+                if fd >= 0:
+                    os.close(fd)
+
+    def _cgroup(self, sandbox_id: str) -> str:
+        return f"/sandlot-{self.settings.instance}/{sandbox_id}"
+
+    def _watch(self, sbx: _Sandbox) -> None:
+        """Reap the sandbox's init when it exits (it is our child: we are its subreaper)."""
+        pid = sbx.init_pid
+
+        async def reap() -> int:
+            try:
+                return await _utils.wait_pid(pid)
+            except (ChildProcessError, ProcessLookupError):
+                return -1  # not our child (we restarted since) or already reaped
+
+        self._reapers[pid] = asyncio.get_running_loop().create_task(reap())
+
+    async def info(self, *, sandbox_id: str) -> models.SandboxInfo:
+        return self._info(self._get(sandbox_id))
+
+    async def list(self) -> list[models.SandboxInfo]:
+        return [self._info(s) for s in self._sandboxes.values()]
+
+    def _get(self, sandbox_id: str) -> _Sandbox:
+        try:
+            return self._sandboxes[sandbox_id]
+        except KeyError:
+            raise errors.SandboxNotFound(sandbox_id) from None
+
+    def _info(self, sbx: _Sandbox) -> models.SandboxInfo:
+        alive = sbx.init_pid > 0 and _alive(sbx.init_pid, self._reapers.get(sbx.init_pid))
+        state = (
+            models.SandboxState.STOPPED
+            if not alive
+            else models.SandboxState.PAUSED if sbx.paused else models.SandboxState.RUNNING
+        )
+        return models.SandboxInfo(
+            sandbox_id=sbx.spec.sandbox_id,
+            state=state,
+            template=sbx.spec.template,
+            created_at=sbx.created_at,
+            limits=sbx.limits,
+            network=sbx.spec.network,
+            metadata=sbx.spec.metadata,
+            address=sbx.link.address,
+            init_pid=sbx.init_pid if alive else 0,
+        )
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _running(self, sandbox_id: str) -> initproto.InitClient:
+        sbx = self._get(sandbox_id)
+        state = self._info(sbx).state
+        if state is not models.SandboxState.RUNNING:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is {state.value}")
+        if sbx.client is None:
+            sbx.client = initproto.InitClient(sbx.link.address, oci.INIT_PORT, sbx.token.encode())
+        return sbx.client
+
+    async def start(self, *, sandbox_id: str, process: models.ProcessSpec) -> base.Process:
+        return await self._running(sandbox_id).spawn(process)
+
+    async def attach(self, *, sandbox_id: str, pid: int) -> base.Process:
+        return await self._running(sandbox_id).attach(pid)
+
+    async def processes(self, *, sandbox_id: str) -> list[models.ProcessInfo]:
+        return await self._running(sandbox_id).list()
+
+    # -- pause, stats, destroy ----------------------------------------------------------
+
+    async def pause(self, *, sandbox_id: str) -> None:
+        sbx = self._get(sandbox_id)
+        if sbx.paused:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is already paused")
+        await self._runc_cmd("pause", sandbox_id)
+        sbx.paused = True
+        _write_json(self._sandboxes_dir / sandbox_id / "state.json", sbx.to_json())
+
+    async def resume(self, *, sandbox_id: str) -> None:
+        sbx = self._get(sandbox_id)
+        if not sbx.paused:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not paused")
+        await self._runc_cmd("resume", sandbox_id)
+        sbx.paused = False
+        _write_json(self._sandboxes_dir / sandbox_id / "state.json", sbx.to_json())
+
+    async def _runc_cmd(self, *args: str) -> str:
+        return await _utils.run(self._runc, "--root", self._root, *args)
+
+    async def stats(self, *, sandbox_id: str) -> models.Stats:
+        sbx = self._get(sandbox_id)
+        try:
+            cg = cgroups.usage(self._cgroup(sandbox_id))
+            du = disk.usage(self._sandboxes_dir / sandbox_id / "disk")
+        except (OSError, ValueError) as exc:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} has no stats: {exc}") from exc
+        return models.Stats(
+            cpu_usage_ns=cg.cpu_usage_ns,
+            cpu_cores=sbx.limits.cpu_cores,
+            memory_bytes=cg.memory_bytes,
+            memory_limit_bytes=sbx.limits.memory_mb * 1024 * 1024,
+            disk_bytes=du.used,
+            disk_limit_bytes=du.total,
+            pids=cg.pids,
+        )
+
+    async def destroy(self, *, sandbox_id: str) -> None:
+        sbx = self._sandboxes.get(sandbox_id)
+        if sbx is None and not (self._sandboxes_dir / sandbox_id).exists():
+            raise errors.SandboxNotFound(sandbox_id)
+        await asyncio.shield(self._teardown(sandbox_id, sbx))
+
+    async def _teardown(self, sandbox_id: str, sbx: _Sandbox | None) -> None:
+        """Remove every piece of a sandbox that exists, in reverse order of creation.
+
+        Each step runs even when an earlier one failed; the failures are raised together at
+        the end, and the state directory stays until every step succeeded, so that a later
+        destroy or reconcile can finish the job.
+        """
+        sdir = self._sandboxes_dir / sandbox_id
+        link = sbx.link if sbx else None
+        if link is None and sdir.exists():
+            try:
+                link = _Sandbox.from_json(json.loads((sdir / "state.json").read_text())).link
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        problems: list[str] = []
+
+        async def step(what: str, coro: Any) -> None:
+            try:
+                await coro
+            except Exception as exc:  # noqa: BLE001 - collected and raised below
+                problems.append(f"{what}: {exc}")
+
+        if sbx is not None:
+            await _close_client(sbx)
+        await step("runc delete", self._runc_delete(sandbox_id))
+        if sbx is not None and sbx.init_pid in self._reapers:
+            await step("reap init", asyncio.wait_for(self._reapers.pop(sbx.init_pid), 10))
+        await step("unmount rootfs", disk.unmount(sdir / "bundle" / "rootfs"))
+        await step("unmount disk", disk.unmount(sdir / "disk"))
+        if link is not None:
+            await step("network", self.network.teardown(link))
+        else:
+            await step("network", self.network.remove_leftover(netns=f"{self.network.netns_prefix}{sandbox_id}"))
+        cgroups.remove(self._cgroup(sandbox_id))
+        if not problems:
+            await step("remove files", asyncio.to_thread(shutil.rmtree, sdir, ignore_errors=False))
+        if problems and not sdir.exists():
+            problems.append("state directory vanished")
+        self._sandboxes.pop(sandbox_id, None)
+        if link is not None and self._slots.get(link.slot) == sandbox_id and not problems:
+            del self._slots[link.slot]
+        if problems:
+            raise errors.RuntimeDriverError(
+                f"destroying sandbox {sandbox_id!r} left work undone: " + "; ".join(problems)
+            )
+        logger.debug("runc.destroy.complete %s", sandbox_id)
+
+    async def _runc_delete(self, sandbox_id: str) -> None:
+        try:
+            await self._runc_cmd("delete", "--force", sandbox_id)
+        except _utils.CommandError as exc:
+            if "does not exist" not in exc.stderr and "not exist" not in exc.stderr:
+                raise
+
+    # -- reconciliation ----------------------------------------------------------------
+
+    async def reconcile(self, *, known: Collection[str]) -> models.ReconcileReport:
+        known = set(known)
+        on_host: set[str] = {p.name for p in self._sandboxes_dir.iterdir()}
+        out = await self._runc_cmd("list", "--format", "json")
+        on_host |= {c["id"] for c in json.loads(out or "null") or []}
+        netns, veths, chains = await self.network.leftovers()
+        on_host |= {n.removeprefix(self.network.netns_prefix) for n in netns}
+        on_host |= {c.name for d in cgroups.cgroup_dirs(f"/sandlot-{self.settings.instance}")
+                    for c in d.iterdir() if c.is_dir()}  # fmt: skip
+        removed = []
+        for sid in sorted(on_host - known):
+            await self._teardown(sid, self._sandboxes.get(sid))
+            removed.append(sid)
+        live = {s.link.slot for s in self._sandboxes.values()}
+        netns, veths, chains = await self.network.leftovers()
+        for slot in set(chains) - live:
+            await self.network.remove_leftover(slot=slot)
+        for veth in veths:
+            slot = veth.removeprefix(self.network.veth_prefix)
+            if not (slot.isdigit() and int(slot) in live):
+                await self.network.remove_leftover(veth=veth)
+        kept = sorted(known & set(self._sandboxes))
+        for sid in kept:
+            sbx = self._sandboxes[sid]
+            if sbx.init_pid not in self._reapers and _alive(sbx.init_pid, None):
+                self._watch(sbx)
+        return models.ReconcileReport(
+            kept=tuple(kept), removed=tuple(removed), missing=tuple(sorted(known - set(kept)))
+        )
+
+
+def _become_subreaper() -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise errors.RuntimeDriverError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+
+
+def _check_traversable(path: Path) -> None:
+    for d in (path, *path.parents):
+        if not os.stat(d).st_mode & 0o001:
+            raise errors.RuntimeDriverError(
+                f"{d} must be searchable by others (chmod o+x) for user-namespaced sandboxes "
+                f"to reach their root filesystem under {path}"
+            )
+
+
+def _alive(pid: int, reaper: asyncio.Task[int] | None) -> bool:
+    if reaper is not None:
+        return not reaper.done()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
+async def _close_client(sbx: _Sandbox) -> None:
+    if sbx.client is not None:
+        client, sbx.client = sbx.client, None
+        await client.aclose()
+
+
+async def _read_byte(fd: int) -> bytes:
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+    return os.read(fd, 1)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def _write_etc(upper: Path, sbx: _Sandbox, owner: int) -> None:
+    """Write /etc/hostname, /etc/hosts and /etc/resolv.conf into the fresh upper layer.
+
+    They go into the upper directory before the overlay is mounted and before any sandbox
+    process exists, so no path here can have been planted by sandbox code.
+    """
+    etc = upper / "etc"
+    etc.mkdir(mode=0o755)
+    os.chown(etc, owner, owner)
+    hostname = sbx.spec.hostname or sbx.spec.sandbox_id
+    files = {
+        "hostname": f"{hostname}\n",
+        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        f"{sbx.link.address}\t{hostname}\n",
+        "resolv.conf": "".join(f"nameserver {ns}\n" for ns in network.nameservers()),
+    }
+    for name, text in files.items():
+        path = etc / name
+        path.write_text(text)
+        os.chown(path, owner, owner)
+        os.chmod(path, 0o644)

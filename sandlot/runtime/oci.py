@@ -1,0 +1,167 @@
+"""The OCI runtime config (``config.json``) of a sandbox's bundle.
+
+Security layers, outermost first:
+
+- a user namespace (when `RuntimeSettings.userns` is on): root inside is an unprivileged uid on
+  the host, so a process that escapes the mount namespace owns nothing there;
+- the capability bounding set of Docker's default profile, without CAP_SYS_ADMIN,
+  CAP_NET_ADMIN, CAP_SYS_PTRACE and the like;
+- a seccomp filter written here that refuses the syscalls a sandbox never needs and that have
+  a history of kernel bugs or host-wide effects (module loading, kexec, bpf, perf, keyrings,
+  clock setting, swap, quota, ``open_by_handle_at``...);
+- masked and read-only ``/proc`` and ``/sys`` paths;
+- ``no_new_privs`` stays off on purpose: the ``user`` user has passwordless ``sudo`` (as in
+  E2B), and sudo is a setuid program. Inside a user namespace that gains nothing on the host.
+
+``/sys`` is a read-only recursive bind of the host's, not a fresh sysfs: a sysfs mount needs
+the network namespace to belong to the sandbox's user namespace, and ours is made beforehand
+by the host (see `sandlot.runtime.network`). Its ``class/net`` views are masked so a sandbox
+does not learn the host's interfaces.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Mapping
+from typing import Any
+
+from sandlot.runtime import models
+
+__all__ = ["INIT_PATH", "INIT_PORT", "bundle_config"]
+
+INIT_PATH = "/.sandlot/init"
+"""Where the sandbox's PID 1, sandlot-init, is bind-mounted (read-only) inside the sandbox."""
+INIT_PORT = 49983
+"""The port sandlot-init listens on inside the sandbox (envd's port in E2B)."""
+
+ID_RANGE = 65536
+
+_CAPABILITIES = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]  # fmt: skip
+
+_DENIED_SYSCALLS = [
+    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
+    "delete_module", "finit_module", "get_kernel_syms", "init_module", "ioperm", "iopl",
+    "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "name_to_handle_at",
+    "nfsservctl", "open_by_handle_at", "perf_event_open", "query_module", "quotactl",
+    "quotactl_fd", "reboot", "request_key", "settimeofday", "stime", "swapoff", "swapon",
+    "syslog", "uselib", "userfaultfd", "vm86", "vm86old", "_sysctl",
+]  # fmt: skip
+
+_ARCHES = {
+    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+}
+
+_MASKED = [
+    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap", "/sys/class/net",
+    "/sys/devices/virtual/net", "/sys/kernel/debug", "/sys/kernel/security",
+]  # fmt: skip
+
+_READONLY = [
+    "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+]  # fmt: skip
+
+_SECCOMP_EPERM = 1
+
+
+def bundle_config(
+    *,
+    hostname: str,
+    env: Mapping[str, str],
+    limits: models.Limits,
+    netns_path: str,
+    cgroups_path: str,
+    init_binary: str,
+    userns_base: int | None,
+    nofile: int,
+) -> dict[str, Any]:
+    """The config.json of a sandbox whose rootfs is mounted at ``<bundle>/rootfs``."""
+    namespaces: list[dict[str, str]] = [
+        {"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")
+    ]
+    namespaces.append({"type": "network", "path": netns_path})
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "cgroupsPath": cgroups_path,
+        "resources": _resources(limits),
+        "maskedPaths": _MASKED,
+        "readonlyPaths": _READONLY,
+        "rootfsPropagation": "private",
+        "seccomp": _seccomp(),
+    }
+    if userns_base is not None:
+        namespaces.append({"type": "user"})
+        mapping = [{"containerID": 0, "hostID": userns_base, "size": ID_RANGE}]
+        linux["uidMappings"] = mapping
+        linux["gidMappings"] = mapping
+    caps = list(_CAPABILITIES)
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": [INIT_PATH, "--listen", f"0.0.0.0:{INIT_PORT}", "--token-fd", "3", "--ready-fd", "4"],
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": "/",
+            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": False,
+            "oomScoreAdj": 500,
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": hostname,
+        "mounts": _mounts(init_binary, userns=userns_base is not None),
+        "linux": linux,
+    }
+
+
+def _resources(limits: models.Limits) -> dict[str, Any]:
+    memory = limits.memory_mb * 1024 * 1024
+    period = 100_000
+    return {
+        "devices": [{"allow": False, "access": "rwm"}],
+        # swap = memory: no swap at all, so the limit is a real one and OOM comes quickly.
+        "memory": {"limit": memory, "swap": memory},
+        "cpu": {"period": period, "quota": int(limits.cpu_cores * period)},
+        "pids": {"limit": limits.pids},
+    }
+
+
+def _mounts(init_binary: str, *, userns: bool) -> list[dict[str, Any]]:
+    nodev = ["nosuid", "noexec", "nodev"]
+    sys = (
+        {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", *nodev, "ro"]}
+        if userns
+        else {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nodev, "ro"]}
+    )
+    return [
+        {"destination": "/proc", "type": "proc", "source": "proc"},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+         "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+         "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+         "options": [*nodev, "mode=1777", "size=65536k"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": nodev},
+        sys,
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+         "options": [*nodev, "relatime", "ro"]},
+        {"destination": INIT_PATH, "type": "bind", "source": init_binary,
+         "options": ["bind", "ro", "nosuid", "nodev"]},
+    ]  # fmt: skip
+
+
+def _seccomp() -> dict[str, Any]:
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": _ARCHES.get(platform.machine(), []),
+        "syscalls": [
+            {"names": _DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": _SECCOMP_EPERM}
+        ],
+    }
