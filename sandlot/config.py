@@ -36,6 +36,9 @@ class RuntimeSettings:
     disk_pool_gb: int = 256
     """Size of the sparse XFS image that holds every sandbox's writable layer; only what
     sandboxes write takes real disk."""
+    spares: int = 4
+    """Default-size disk images kept ready for the next sandboxes, so that a create only has
+    to rename one. 0 makes every disk on demand."""
     userns: bool = True
     """Run sandboxes in a user namespace: root inside is uid `userns_base` on the host."""
     userns_base: int = 100000

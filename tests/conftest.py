@@ -71,7 +71,7 @@ def census(driver: RuncDriver) -> Census:
         if (p / "loop" / "backing_file").exists()
         and (p / "loop" / "backing_file").read_text().startswith(data)
     )
-    netns = frozenset(n for n in _ls("/var/run/netns") if n.startswith(driver.network.netns_prefix))
+    netns = frozenset(n for n in _ls("/var/run/netns") if n.startswith("sandlot"))
     links = frozenset(n for n in _ls("/sys/class/net") if n.startswith(driver.network.veth_prefix))
     out = subprocess.run(
         ["runc", "--root", str(driver.settings.data_dir / "runc"), "list", "--format", "json"],

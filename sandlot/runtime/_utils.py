@@ -46,7 +46,14 @@ async def run(
         )
     except OSError as exc:
         raise errors.RuntimeDriverError(f"cannot run {name}: {exc}") from exc
-    stdout, stderr = await proc.communicate(input)
+    try:
+        stdout, stderr = await proc.communicate(input)
+    except asyncio.CancelledError:
+        # Never leave a half-done host command running behind a cancelled caller.
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
     elapsed = (time.perf_counter() - started) * 1000
     if proc.returncode != 0 and check:
         logger.debug("%s.failed in %.1f ms: %s", name, elapsed, args)

@@ -1,4 +1,5 @@
-"""Sandbox networking: a network namespace per sandbox, a veth to the host, nftables rules.
+"""Sandbox networking: a veth from the host into each sandbox's network namespace, and
+nftables rules.
 
 Each sandbox gets a slot number; slot N owns the /30 at ``subnet + 4N`` (host end ``.1``,
 sandbox end ``.2``), the host-side veth ``<prefix><N>`` and the nftables chain ``sb<N>``.
@@ -13,12 +14,18 @@ sends passes the host's netfilter hooks:
   multicast are refused before any allow list is read;
 - ``postrouting``: masquerade to the outside.
 
-The namespace is made before the container and joined by path, which keeps it outside what
-CRIU has to dump and restore (the veth stays in place while a sandbox is paused).
+runc makes the namespace itself, inside the sandbox's user namespace: CRIU refuses to dump a
+sandbox whose network namespace belongs to the host's user namespace ("One or more namespaces
+doesn't belong to the target user namespace"), and a real sysfs can only be mounted in a
+network namespace the sandbox's user namespace owns. The veth is wired by a runc
+``createRuntime`` hook, ``sandlot-init net-hook`` (rtnetlink in C, ~1 ms), which runc runs
+again on restore, when the namespace is new. The rules here are keyed by the veth's name, so
+they are in place before the veth exists and stay across a checkpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import ipaddress
@@ -29,8 +36,6 @@ from collections.abc import Iterable
 from sandlot.runtime import _utils, errors, models
 
 __all__ = ["Link", "Network", "nameservers"]
-
-NETNS_DIR = "/var/run/netns"
 
 # Refused for every sandbox, before its allow list: "this" network, loopback, link-local
 # (where cloud metadata services live), multicast and the reserved class E.
@@ -44,18 +49,22 @@ class Link:
     """The addresses and names of one slot."""
 
     slot: int
-    netns: str
     veth: str
     host_address: str
     address: str
 
-    @property
-    def netns_path(self) -> str:
-        return f"{NETNS_DIR}/{self.netns}"
+    def hook_args(self) -> list[str]:
+        """Arguments of ``sandlot-init net-hook`` that wire this link into a sandbox."""
+        return ["net-hook", "--veth", self.veth, "--host-address", f"{self.host_address}/30",
+                "--address", f"{self.address}/30"]  # fmt: skip
 
 
 class Network:
-    """The host side of every sandbox network of one driver instance."""
+    """The host side of every sandbox network of one driver instance.
+
+    Slots are handed out round robin, so that a slot just released (whose veth the kernel
+    may still be tearing down with its namespace) is not reused at once.
+    """
 
     def __init__(self, *, instance: str, subnet: str) -> None:
         self.instance = instance
@@ -65,23 +74,20 @@ class Network:
         digest = hashlib.sha256(instance.encode()).hexdigest()
         self.table = f"sandlot_{digest[:8]}"
         self.veth_prefix = f"sl{digest[:4]}"
-        self.netns_prefix = f"sandlot-{digest[:8]}-"
+        self._used: set[int] = set()
+        self._next = 0
 
     @property
     def slots(self) -> int:
         return self.subnet.num_addresses // 4
 
-    def link(self, slot: int, sandbox_id: str) -> Link:
-        if not 0 <= slot < self.slots:
-            raise errors.RuntimeDriverError(f"no free network slot: {self.subnet} holds {self.slots}")
+    def link(self, slot: int) -> Link:
         base = self.subnet.network_address + 4 * slot
-        return Link(
-            slot=slot,
-            netns=f"{self.netns_prefix}{sandbox_id}",
-            veth=f"{self.veth_prefix}{slot}",
-            host_address=str(base + 1),
-            address=str(base + 2),
-        )
+        return Link(slot=slot, veth=f"{self.veth_prefix}{slot}", host_address=str(base + 1), address=str(base + 2))
+
+    def adopt(self, slot: int) -> None:
+        """Mark ``slot`` as held by an existing sandbox (found in the state after a restart)."""
+        self._used.add(slot)
 
     async def open(self) -> None:
         """Create (or refresh) this instance's nftables table and base chains."""
@@ -110,27 +116,31 @@ class Network:
         """Remove the table; only when no sandbox of this instance is left."""
         await _nft(f"add table inet {self.table}", f"delete table inet {self.table}")
 
-    async def setup(self, link: Link, policy: models.NetworkPolicy) -> None:
-        """Make the namespace, the veth pair and the sandbox's rules; undo all on failure."""
-        try:
-            await _utils.run("ip", "netns", "add", link.netns)
-            await _utils.run("ip", "-batch", "-", input=_lines(
-                f"link add {link.veth} type veth peer name eth0 netns {link.netns}",
-                f"link set {link.veth} addrgenmode none",
-                f"addr add {link.host_address}/30 dev {link.veth}",
-                f"link set {link.veth} up",
-            ))  # fmt: skip
-            await _utils.run("ip", "-n", link.netns, "-batch", "-", input=_lines(
-                "link set lo up",
-                "link set eth0 addrgenmode none",
-                f"addr add {link.address}/30 dev eth0",
-                "link set eth0 up",
-                f"route add default via {link.host_address}",
-            ))  # fmt: skip
-            await _nft(*self._rules(link, policy))
-        except BaseException:
-            await self.teardown(link)
-            raise
+    async def apply(self, link: Link, policy: models.NetworkPolicy) -> None:
+        """Put ``policy``'s rules in force for ``link``. Until then the base chains drop
+        everything the sandbox sends, so this may run while the sandbox starts."""
+        await _nft(*self._rules(link, policy))
+
+    async def release(self, link: Link) -> None:
+        """Remove whatever of ``link`` exists; safe to call on a half-made or gone link.
+
+        The veth goes by itself with the sandbox's namespace, but only some time after the
+        sandbox died; deleting it now makes destroy mean gone.
+        """
+        await self._remove_rules(link.slot, link.veth)
+        if os.path.exists(f"/sys/class/net/{link.veth}"):
+            await _utils.run("ip", "link", "delete", link.veth, check=False)
+        self._used.discard(link.slot)
+
+    def allocate(self) -> Link:
+        """A free slot; `release` gives it back."""
+        for _ in range(self.slots):
+            slot, self._next = self._next, (self._next + 1) % self.slots
+            link = self.link(slot)
+            if slot not in self._used and not os.path.exists(f"/sys/class/net/{link.veth}"):
+                self._used.add(slot)
+                return link
+        raise errors.RuntimeDriverError(f"no free network slot: {self.subnet} holds {self.slots}")
 
     def _rules(self, link: Link, policy: models.NetworkPolicy) -> list[str]:
         t = f"inet {self.table}"
@@ -159,16 +169,6 @@ class Network:
         rules.append(f'add element {t} sandboxes {{ "{link.veth}" : jump sb{link.slot} }}')
         return rules
 
-    async def teardown(self, link: Link) -> None:
-        """Remove whatever of ``link`` exists; safe to call on a half-made or gone link."""
-        await self._remove_rules(link.slot, link.veth)
-        # The veth first: a namespace's devices go away some time after `ip netns delete`,
-        # and the slot (and its veth name) may be handed out again at once.
-        if os.path.exists(f"/sys/class/net/{link.veth}"):
-            await _utils.run("ip", "link", "delete", link.veth, check=False)
-        if os.path.exists(link.netns_path):
-            await _utils.run("ip", "netns", "delete", link.netns)
-
     async def _remove_rules(self, slot: int, veth: str) -> None:
         # `add` first makes each `delete` valid whether or not the object existed: nftables
         # 1.0.6 (bookworm) has no `destroy`, and a failed command fails the whole batch.
@@ -181,27 +181,19 @@ class Network:
             f"delete chain {t} sb{slot}",
         )
 
-    async def leftovers(self) -> tuple[list[str], list[str], list[int]]:
-        """Namespaces, veths and rule chains of this instance that exist on the host."""
-        netns = sorted(n for n in _listdir(NETNS_DIR) if n.startswith(self.netns_prefix))
-        veths = sorted(n for n in _listdir("/sys/class/net") if n.startswith(self.veth_prefix))
-        chains = []
+    async def remove_strays(self) -> list[int]:
+        """Remove the veths and chains of every slot nobody holds (after a crash)."""
+        found = {int(n[len(self.veth_prefix):]) for n in _listdir("/sys/class/net")
+                 if n.startswith(self.veth_prefix) and n[len(self.veth_prefix):].isdigit()}  # fmt: skip
         out = await _utils.run("nft", "-j", "list", "table", "inet", self.table, check=False)
-        if out:
-            for item in json.loads(out).get("nftables", []):
-                name = item.get("chain", {}).get("name", "")
-                if name.startswith("sb") and name[2:].isdigit():
-                    chains.append(int(name[2:]))
-        return netns, veths, sorted(chains)
-
-    async def remove_leftover(self, *, netns: str | None = None, veth: str | None = None,
-                              slot: int | None = None) -> None:  # fmt: skip
-        if slot is not None:
-            await self._remove_rules(slot, veth or f"{self.veth_prefix}{slot}")
-        if netns is not None and os.path.exists(f"{NETNS_DIR}/{netns}"):
-            await _utils.run("ip", "netns", "delete", netns)
-        if veth is not None and os.path.exists(f"/sys/class/net/{veth}"):
-            await _utils.run("ip", "link", "delete", veth, check=False)
+        for item in json.loads(out).get("nftables", []) if out else []:
+            name = item.get("chain", {}).get("name", "")
+            if name.startswith("sb") and name[2:].isdigit():
+                found.add(int(name[2:]))
+        strays = sorted(found - self._used)
+        for slot in strays:
+            await self.release(self.link(slot))
+        return strays
 
 
 def nameservers() -> list[str]:

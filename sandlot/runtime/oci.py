@@ -13,10 +13,9 @@ Security layers, outermost first:
 - ``no_new_privs`` stays off on purpose: the ``user`` user has passwordless ``sudo`` (as in
   E2B), and sudo is a setuid program. Inside a user namespace that gains nothing on the host.
 
-``/sys`` is a read-only recursive bind of the host's, not a fresh sysfs: a sysfs mount needs
-the network namespace to belong to the sandbox's user namespace, and ours is made beforehand
-by the host (see `sandlot.runtime.network`). Its ``class/net`` views are masked so a sandbox
-does not learn the host's interfaces.
+runc makes the network namespace (inside the user namespace, see `sandlot.runtime.network`),
+which is also what lets ``/sys`` be a fresh read-only sysfs showing the sandbox's own
+interfaces; a ``createRuntime`` hook wires the veth into it.
 """
 
 from __future__ import annotations
@@ -59,8 +58,8 @@ _ARCHES = {
 _MASKED = [
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap", "/sys/class/net",
-    "/sys/devices/virtual/net", "/sys/kernel/debug", "/sys/kernel/security",
+    "/sys/firmware", "/sys/devices/virtual/powercap", "/sys/kernel/debug",
+    "/sys/kernel/security",
 ]  # fmt: skip
 
 _READONLY = [
@@ -75,17 +74,14 @@ def bundle_config(
     hostname: str,
     env: Mapping[str, str],
     limits: models.Limits,
-    netns_path: str,
+    network_hook: list[str],
     cgroups_path: str,
     init_binary: str,
     userns_base: int | None,
     nofile: int,
 ) -> dict[str, Any]:
     """The config.json of a sandbox whose rootfs is mounted at ``<bundle>/rootfs``."""
-    namespaces: list[dict[str, str]] = [
-        {"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup")
-    ]
-    namespaces.append({"type": "network", "path": netns_path})
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup", "network")]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": cgroups_path,
@@ -116,7 +112,9 @@ def bundle_config(
         },
         "root": {"path": "rootfs", "readonly": False},
         "hostname": hostname,
-        "mounts": _mounts(init_binary, userns=userns_base is not None),
+        "mounts": _mounts(init_binary),
+        # Runs in the host's namespaces once the sandbox's exist, at create and at restore.
+        "hooks": {"createRuntime": [{"path": init_binary, "args": ["sandlot-init", *network_hook]}]},
         "linux": linux,
     }
 
@@ -133,13 +131,8 @@ def _resources(limits: models.Limits) -> dict[str, Any]:
     }
 
 
-def _mounts(init_binary: str, *, userns: bool) -> list[dict[str, Any]]:
+def _mounts(init_binary: str) -> list[dict[str, Any]]:
     nodev = ["nosuid", "noexec", "nodev"]
-    sys = (
-        {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", *nodev, "ro"]}
-        if userns
-        else {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nodev, "ro"]}
-    )
     return [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
@@ -149,7 +142,7 @@ def _mounts(init_binary: str, *, userns: bool) -> list[dict[str, Any]]:
         {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
          "options": [*nodev, "mode=1777", "size=65536k"]},
         {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": nodev},
-        sys,
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": [*nodev, "ro"]},
         {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
          "options": [*nodev, "relatime", "ro"]},
         {"destination": INIT_PATH, "type": "bind", "source": init_binary,

@@ -32,13 +32,14 @@ import re
 import resource
 import secrets
 import shutil
+import signal
 from collections.abc import Collection
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from sandlot.config import RuntimeSettings
-from sandlot.runtime import _utils, base, cgroups, disk, errors, initbin, initproto, models, network, oci
+from sandlot.runtime import _utils, base, cgroups, disk, errors, initbin, initproto, models, mounts, network, oci
 
 __all__ = ["RuncDriver"]
 
@@ -60,7 +61,7 @@ class _Sandbox:
 
     spec: models.SandboxSpec
     limits: models.Limits
-    link: network.Link
+    link: network.Link | None
     lower: str
     created_at: datetime
     token: str
@@ -80,7 +81,7 @@ class _Sandbox:
                 "hostname": self.spec.hostname,
             },
             "limits": dataclasses.asdict(self.limits),
-            "link": dataclasses.asdict(self.link),
+            "link": dataclasses.asdict(self.link) if self.link else None,
             "lower": self.lower,
             "created_at": self.created_at.isoformat(),
             "token": self.token,
@@ -103,7 +104,7 @@ class _Sandbox:
         return cls(
             spec=spec,
             limits=models.Limits(**data["limits"]),
-            link=network.Link(**data["link"]),
+            link=network.Link(**data["link"]) if data["link"] else None,
             lower=data["lower"],
             created_at=datetime.fromisoformat(data["created_at"]),
             token=data["token"],
@@ -129,9 +130,14 @@ class RuncDriver:
         self.network = network.Network(instance=settings.instance, subnet=settings.subnet)
         self._root = settings.data_dir / "runc"
         self._sandboxes_dir = settings.data_dir / "sandboxes"
+        self._owner = settings.userns_base if settings.userns else 0
+        self._disks = disk.Spares(
+            settings.data_dir / "spares",
+            size_mb=settings.default_limits.disk_mb,
+            owner=self._owner,
+            count=settings.spares,
+        )
         self._sandboxes: dict[str, _Sandbox] = {}
-        self._slots: dict[int, str] = {}
-        self._slot_lock = asyncio.Lock()
         self._reapers: dict[int, asyncio.Task[int]] = {}
         self._init_binary = ""
         self._runc = shutil.which("runc") or "runc"
@@ -151,14 +157,16 @@ class RuncDriver:
         if self.settings.userns:
             _check_traversable(self._sandboxes_dir)
         self._init_binary = str(initbin.ensure_init_binary(self.settings.cache_dir))
-        await self.network.open()
         for entry in sorted(self._sandboxes_dir.iterdir()):
             try:
                 sbx = _Sandbox.from_json(json.loads((entry / "state.json").read_text()))
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # half-made or foreign: reconcile removes it
             self._sandboxes[sbx.spec.sandbox_id] = sbx
-            self._slots[sbx.link.slot] = sbx.spec.sandbox_id
+            if sbx.link is not None:
+                self.network.adopt(sbx.link.slot)
+        await self.network.open()
+        self._disks.open()
         return self
 
     async def aclose(self) -> None:
@@ -167,7 +175,8 @@ class RuncDriver:
         for task in self._reapers.values():
             task.cancel()
         self._reapers.clear()
-        if not self._sandboxes and not any(self._sandboxes_dir.iterdir()):
+        await self._disks.close()
+        if not any(self._sandboxes_dir.iterdir()):
             await self.network.close()
 
     async def __aenter__(self) -> RuncDriver:
@@ -188,25 +197,23 @@ class RuncDriver:
             sdir.mkdir(mode=0o711)
         except FileExistsError:
             raise errors.SandboxExists(sid) from None
-        async with self._slot_lock:
-            slot = next(i for i in range(self.network.slots + 1) if i not in self._slots)
-            link = self.network.link(slot, sid)
-            self._slots[slot] = sid
         sbx = _Sandbox(
             spec=spec,
             limits=spec.limits.clamp(self.settings.max_limits),
-            link=link,
+            link=None,
             lower=str(lower),
             created_at=datetime.now(timezone.utc),
             token=secrets.token_hex(32),
         )
         try:
+            sbx.link = self.network.allocate()
             _write_json(sdir / "state.json", sbx.to_json())
+            await self._make_rootfs(sbx, sdir)
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._make_rootfs(sbx, sdir, template))
-                tg.create_task(self.network.setup(link, spec.network))
-            await self._run(sbx, sdir, template)
+                tg.create_task(self.network.apply(sbx.link, spec.network))
+                tg.create_task(self._run(sbx, sbx.link, sdir, template))
         except BaseException as exc:
+            self._disks.refill()
             await asyncio.shield(self._teardown(sid, sbx))
             if isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
                 exc = exc.exceptions[0]
@@ -215,6 +222,7 @@ class RuncDriver:
             raise errors.RuntimeDriverError(f"creating sandbox {sid!r} failed: {exc}") from exc
         self._sandboxes[sid] = sbx
         _write_json(sdir / "state.json", sbx.to_json())
+        self._disks.refill()
         return self._info(sbx)
 
     def _template(self, name: str) -> tuple[Path, dict[str, Any]]:
@@ -230,31 +238,28 @@ class RuncDriver:
             raise errors.TemplateNotFound(name) from None
         return built / "rootfs", meta
 
-    async def _make_rootfs(self, sbx: _Sandbox, sdir: Path, template: dict[str, Any]) -> None:
-        owner = self.settings.userns_base if self.settings.userns else 0
+    async def _make_rootfs(self, sbx: _Sandbox, sdir: Path) -> None:
+        owner = self._owner
         image, mnt, rootfs = sdir / "disk.img", sdir / "disk", sdir / "bundle" / "rootfs"
         for d in (mnt, rootfs):
             d.mkdir(parents=True)
-        await disk.create(image, size_mb=sbx.limits.disk_mb, root_owner=owner)
-        await disk.mount(image, mnt)
+        await self._disks.take(image, size_mb=sbx.limits.disk_mb)
+        disk.mount(image, mnt)
         upper, work = mnt / "upper", mnt / "work"
         for d in (upper, work):
             d.mkdir()
             os.chown(d, owner, owner)
         _write_etc(upper, sbx, owner)
-        await _utils.run(
-            "mount", "-t", "overlay", "overlay",
-            "-o", f"lowerdir={sbx.lower},upperdir={upper},workdir={work}", rootfs,
-        )  # fmt: skip
+        mounts.mount("overlay", rootfs, "overlay", options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")
 
-    async def _run(self, sbx: _Sandbox, sdir: Path, template: dict[str, Any]) -> None:
+    async def _run(self, sbx: _Sandbox, link: network.Link, sdir: Path, template: dict[str, Any]) -> None:
         sid = sbx.spec.sandbox_id
         env = {**_DEFAULT_ENV, **template.get("env", {}), **sbx.spec.env}
         config = oci.bundle_config(
             hostname=sbx.spec.hostname or sid,
             env=env,
             limits=sbx.limits,
-            netns_path=sbx.link.netns_path,
+            network_hook=link.hook_args(),
             cgroups_path=self._cgroup(sid),
             init_binary=self._init_binary,
             userns_base=self.settings.userns_base if self.settings.userns else None,
@@ -270,7 +275,7 @@ class RuncDriver:
             token_w = -1
             pid_file = sdir / "init.pid"
             await _utils.spawn_run(
-                [self._runc, "--root", str(self._root), "run", "--detach", "--pid-file", str(pid_file),
+                [self._runc, "--root", str(self._root), "run", "--detach", "--no-new-keyring", "--pid-file", str(pid_file),
                  "--preserve-fds", "2", "--bundle", str(bundle), sid],
                 fds={3: token_r, 4: ready_w},
             )  # fmt: skip
@@ -327,7 +332,7 @@ class RuncDriver:
             limits=sbx.limits,
             network=sbx.spec.network,
             metadata=sbx.spec.metadata,
-            address=sbx.link.address,
+            address=sbx.link.address if sbx.link else "",
             init_pid=sbx.init_pid if alive else 0,
         )
 
@@ -339,7 +344,8 @@ class RuncDriver:
         if state is not models.SandboxState.RUNNING:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is {state.value}")
         if sbx.client is None:
-            sbx.client = initproto.InitClient(sbx.link.address, oci.INIT_PORT, sbx.token.encode())
+            address = sbx.link.address if sbx.link else ""
+            sbx.client = initproto.InitClient(address, oci.INIT_PORT, sbx.token.encode())
         return sbx.client
 
     async def start(self, *, sandbox_id: str, process: models.ProcessSpec) -> base.Process:
@@ -419,32 +425,41 @@ class RuncDriver:
 
         if sbx is not None:
             await _close_client(sbx)
-        await step("runc delete", self._runc_delete(sandbox_id))
-        if sbx is not None and sbx.init_pid in self._reapers:
-            await step("reap init", asyncio.wait_for(self._reapers.pop(sbx.init_pid), 10))
-        await step("unmount rootfs", disk.unmount(sdir / "bundle" / "rootfs"))
-        await step("unmount disk", disk.unmount(sdir / "disk"))
-        if link is not None:
-            await step("network", self.network.teardown(link))
-        else:
-            await step("network", self.network.remove_leftover(netns=f"{self.network.netns_prefix}{sandbox_id}"))
+        reaper = self._reapers.pop(sbx.init_pid, None) if sbx is not None else None
+        frozen = sbx is not None and sbx.paused
+        if reaper is not None and not reaper.done() and not frozen:
+            # Kill init ourselves (it is our unreaped child, so its pid cannot have been
+            # reused): the pid namespace dies with it, while `runc delete --force` would
+            # poll the container every 100 ms before noticing.
+            os.kill(sbx.init_pid, signal.SIGKILL)  # type: ignore[union-attr]
+        await step("runc delete", self._runc_delete(sandbox_id, force=reaper is None or frozen))
+        if reaper is not None:
+            await step("reap init", asyncio.wait_for(reaper, 10))
+
+        async def unmount() -> None:
+            await step("unmount rootfs", asyncio.to_thread(mounts.unmount, sdir / "bundle" / "rootfs"))
+            await step("unmount disk", asyncio.to_thread(mounts.unmount, sdir / "disk"))
+
+        async def disconnect() -> None:
+            if link is not None:
+                await step("network", self.network.release(link))
+
+        await asyncio.gather(unmount(), disconnect())
         cgroups.remove(self._cgroup(sandbox_id))
         if not problems:
             await step("remove files", asyncio.to_thread(shutil.rmtree, sdir, ignore_errors=False))
         if problems and not sdir.exists():
             problems.append("state directory vanished")
         self._sandboxes.pop(sandbox_id, None)
-        if link is not None and self._slots.get(link.slot) == sandbox_id and not problems:
-            del self._slots[link.slot]
         if problems:
             raise errors.RuntimeDriverError(
                 f"destroying sandbox {sandbox_id!r} left work undone: " + "; ".join(problems)
             )
         logger.debug("runc.destroy.complete %s", sandbox_id)
 
-    async def _runc_delete(self, sandbox_id: str) -> None:
+    async def _runc_delete(self, sandbox_id: str, *, force: bool) -> None:
         try:
-            await self._runc_cmd("delete", "--force", sandbox_id)
+            await self._runc_cmd("delete", *(["--force"] if force else []), sandbox_id)
         except _utils.CommandError as exc:
             if "does not exist" not in exc.stderr and "not exist" not in exc.stderr:
                 raise
@@ -456,22 +471,13 @@ class RuncDriver:
         on_host: set[str] = {p.name for p in self._sandboxes_dir.iterdir()}
         out = await self._runc_cmd("list", "--format", "json")
         on_host |= {c["id"] for c in json.loads(out or "null") or []}
-        netns, veths, chains = await self.network.leftovers()
-        on_host |= {n.removeprefix(self.network.netns_prefix) for n in netns}
         on_host |= {c.name for d in cgroups.cgroup_dirs(f"/sandlot-{self.settings.instance}")
                     for c in d.iterdir() if c.is_dir()}  # fmt: skip
         removed = []
         for sid in sorted(on_host - known):
             await self._teardown(sid, self._sandboxes.get(sid))
             removed.append(sid)
-        live = {s.link.slot for s in self._sandboxes.values()}
-        netns, veths, chains = await self.network.leftovers()
-        for slot in set(chains) - live:
-            await self.network.remove_leftover(slot=slot)
-        for veth in veths:
-            slot = veth.removeprefix(self.network.veth_prefix)
-            if not (slot.isdigit() and int(slot) in live):
-                await self.network.remove_leftover(veth=veth)
+        await self.network.remove_strays()
         kept = sorted(known & set(self._sandboxes))
         for sid in kept:
             sbx = self._sandboxes[sid]
@@ -547,8 +553,7 @@ def _write_etc(upper: Path, sbx: _Sandbox, owner: int) -> None:
     hostname = sbx.spec.hostname or sbx.spec.sandbox_id
     files = {
         "hostname": f"{hostname}\n",
-        "hosts": f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-        f"{sbx.link.address}\t{hostname}\n",
+        "hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
         "resolv.conf": "".join(f"nameserver {ns}\n" for ns in network.nameservers()),
     }
     for name, text in files.items():
