@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sandlot.runtime import errors
 
@@ -137,3 +137,46 @@ async def _read_all(fd: int) -> bytes:
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def zombie_children() -> set[int]:
+    """Our children that have exited and wait to be reaped."""
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == b"Z" and int(fields[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def reap(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+async def reap_orphans(interval: float, *, skip: Callable[[], set[int]]) -> None:
+    """Reap, forever, the orphans handed to us as subreaper.
+
+    A subreaper inherits every orphaned descendant, not only sandbox inits: a daemonised
+    helper of a host command, a process left by a killed debootstrap. Nobody else waits for
+    those, so their zombies would pile up. A zombie is reaped once it has stayed one for a
+    whole ``interval``: our own subprocesses are waited for the moment they exit (asyncio's
+    watcher, or `wait_pid`), so only the unclaimed ones last that long. ``skip`` names pids
+    someone is about to wait for.
+    """
+    seen: set[int] = set()
+    while True:
+        await asyncio.sleep(interval)
+        now = zombie_children()
+        reap((now & seen) - skip())
+        seen = now

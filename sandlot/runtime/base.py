@@ -80,6 +80,9 @@ class RuntimeDriver(Protocol):
 
     async def stats(self, *, sandbox_id: str) -> models.Stats: ...
 
+    async def filesystem(self, *, sandbox_id: str) -> models.HostFilesystem:
+        """The sandbox's root filesystem as the host sees it, for the file services."""
+
     async def destroy(self, *, sandbox_id: str) -> None:
         """Kill the sandbox and remove everything it held; idempotent, and thorough when a
         previous attempt failed halfway."""

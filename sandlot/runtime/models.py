@@ -11,10 +11,12 @@ import enum
 import ipaddress
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 
 __all__ = [
     "DEFAULT_LIMITS",
     "ExitStatus",
+    "HostFilesystem",
     "Limits",
     "NetworkPolicy",
     "ProcessInfo",
@@ -198,6 +200,16 @@ class Stats:
     disk_bytes: int
     disk_limit_bytes: int
     pids: int
+
+
+@dataclasses.dataclass(frozen=True)
+class HostFilesystem:
+    """Where a sandbox's root filesystem is visible on the host, for file operations that do
+    not go through a process (resolve every path inside ``root``: never follow a link out)."""
+
+    root: Path
+    uid_base: int
+    """Host uid (and gid) of uid 0 inside the sandbox: uid ``u`` inside is ``uid_base + u``."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,12 +7,13 @@ import contextlib
 import errno
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from sandlot.runtime import base, errors, models
+from sandlot.runtime import _utils, base, errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
 from tests.conftest import EMPTY, census, test_settings
@@ -226,3 +227,16 @@ async def test_reconcile_after_a_crash(data_root: Path) -> None:
     await first.aclose()
     await second.aclose()
     assert not census(second).leaks_since(EMPTY)
+
+
+async def test_orphans_handed_to_the_driver_are_reaped(driver: RuncDriver) -> None:
+    """As subreaper the driver inherits every orphaned descendant; none may stay a zombie."""
+    parent = subprocess.Popen(["sh", "-c", "sleep 0.2 & echo $!"], stdout=subprocess.PIPE, text=True)
+    orphan = int(parent.communicate()[0])
+    await asyncio.sleep(0.5)  # the orphan has exited and, reparented to us, is a zombie
+    assert orphan in _utils.zombie_children()
+    for _ in range(40):
+        if orphan not in _utils.zombie_children():
+            break
+        await asyncio.sleep(0.1)
+    assert orphan not in _utils.zombie_children()

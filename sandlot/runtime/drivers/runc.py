@@ -139,6 +139,7 @@ class RuncDriver:
         )
         self._sandboxes: dict[str, _Sandbox] = {}
         self._reapers: dict[int, asyncio.Task[int]] = {}
+        self._orphans: asyncio.Task[None] | None = None
         self._init_binary = ""
         self._runc = shutil.which("runc") or "runc"
         self._nofile = min(4096, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
@@ -167,14 +168,19 @@ class RuncDriver:
                 self.network.adopt(sbx.link.slot)
         await self.network.open()
         self._disks.open()
+        self._orphans = asyncio.get_running_loop().create_task(
+            _utils.reap_orphans(1.0, skip=lambda: set(self._reapers))
+        )
         return self
 
     async def aclose(self) -> None:
         for sbx in self._sandboxes.values():
             await _close_client(sbx)
-        for task in self._reapers.values():
+        for task in [*self._reapers.values(), *([self._orphans] if self._orphans else [])]:
             task.cancel()
         self._reapers.clear()
+        # Last call for orphans handed to us (nothing of ours is being waited for now).
+        _utils.reap(_utils.zombie_children())
         await self._disks.close()
         if not any(self._sandboxes_dir.iterdir()):
             await self.network.close()
@@ -394,6 +400,10 @@ class RuncDriver:
             disk_limit_bytes=du.total,
             pids=cg.pids,
         )
+
+    async def filesystem(self, *, sandbox_id: str) -> models.HostFilesystem:
+        self._get(sandbox_id)
+        return models.HostFilesystem(root=self._sandboxes_dir / sandbox_id / "bundle" / "rootfs", uid_base=self._owner)
 
     async def destroy(self, *, sandbox_id: str) -> None:
         sbx = self._sandboxes.get(sandbox_id)
