@@ -139,8 +139,8 @@ async def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def zombie_children() -> set[int]:
-    """Our children that have exited and wait to be reaped."""
+def zombie_children(named: str | None = None) -> set[int]:
+    """Our children that have exited and wait to be reaped (only those called ``named``)."""
     me = os.getpid()
     found = set()
     for entry in os.listdir("/proc"):
@@ -148,10 +148,11 @@ def zombie_children() -> set[int]:
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
+                stat = f.read()
         except OSError:
             continue
-        if fields[0] == b"Z" and int(fields[1]) == me:
+        name, fields = stat[stat.index(b"(") + 1 : stat.rindex(b")")], stat.rsplit(b")", 1)[1].split()
+        if fields[0] == b"Z" and int(fields[1]) == me and (named is None or name == named.encode()):
             found.add(int(entry))
     return found
 

@@ -52,6 +52,7 @@ import contextlib
 import enum
 import errno
 import struct
+import weakref
 from collections.abc import AsyncGenerator, Iterable, Iterator
 from typing import NoReturn
 
@@ -397,6 +398,7 @@ class InitClient:
         self._token = token
         self._control: _Connection | None = None
         self._lock = asyncio.Lock()
+        self._streams: weakref.WeakSet[InitProcess] = weakref.WeakSet()
 
     async def __aenter__(self) -> InitClient:
         return self
@@ -427,7 +429,7 @@ class InitClient:
         if reply != FrameType.STARTED or len(body) != 4:
             await conn.aclose()
             _unexpected(reply)
-        return InitProcess(conn, struct.unpack(">I", body)[0])
+        return self._track(InitProcess(conn, struct.unpack(">I", body)[0]))
 
     async def attach(self, pid: int) -> InitProcess:
         """A new stream on a running process: its output from now on, and its exit."""
@@ -437,7 +439,11 @@ class InitClient:
         if reply != FrameType.STARTED:
             await conn.aclose()
             _unexpected(reply)
-        return InitProcess(conn, pid)
+        return self._track(InitProcess(conn, pid))
+
+    def _track(self, process: InitProcess) -> InitProcess:
+        self._streams.add(process)
+        return process
 
     async def _request(self, type_: FrameType, payload: bytes = b"", *, pid: int | None = None) -> bytes:
         """Send one control request and return the payload of its OK (or LIST) reply."""
@@ -488,8 +494,12 @@ class InitClient:
         await self._request(FrameType.PING)
 
     async def aclose(self) -> None:
-        """Close the control connection; process handles stay open until closed themselves."""
+        """Close every connection to init, process streams included: their ``output()``
+        ends, the processes go on. A checkpoint needs this: CRIU freezes TCP connections
+        silently, so a stream left open would wait for ever."""
         async with self._lock:
             if self._control is not None:
                 await self._control.aclose()
                 self._control = None
+        for process in list(self._streams):
+            await process.aclose()

@@ -128,9 +128,14 @@ class Network:
         sandbox died; deleting it now makes destroy mean gone.
         """
         await self._remove_rules(link.slot, link.veth)
+        await self.remove_device(link)
+        self._used.discard(link.slot)
+
+    async def remove_device(self, link: Link) -> None:
+        """Delete ``link``'s veth now rather than when the kernel gets round to it, so that
+        the hook of a restore can make it again; slot and rules stay."""
         if os.path.exists(f"/sys/class/net/{link.veth}"):
             await _utils.run("ip", "link", "delete", link.veth, check=False)
-        self._used.discard(link.slot)
 
     def allocate(self) -> Link:
         """A free slot; `release` gives it back."""

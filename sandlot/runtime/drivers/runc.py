@@ -23,8 +23,10 @@ container, so each container's init becomes our child and is reaped here (`_util
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -33,7 +35,7 @@ import resource
 import secrets
 import shutil
 import signal
-from collections.abc import Collection
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -67,6 +69,9 @@ class _Sandbox:
     token: str
     init_pid: int = 0
     paused: bool = False
+    """Frozen by the cgroup freezer: its processes are in memory, stopped."""
+    checkpoint: str | None = None
+    """Checkpointed to this image directory: no process, no mount, only files."""
     client: initproto.InitClient | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -87,6 +92,7 @@ class _Sandbox:
             "token": self.token,
             "init_pid": self.init_pid,
             "paused": self.paused,
+            "checkpoint": self.checkpoint,
         }
 
     @classmethod
@@ -110,6 +116,7 @@ class _Sandbox:
             token=data["token"],
             init_pid=data["init_pid"],
             paused=data["paused"],
+            checkpoint=data.get("checkpoint"),
         )
 
 
@@ -258,12 +265,11 @@ class RuncDriver:
         _write_etc(upper, sbx, owner)
         mounts.mount("overlay", rootfs, "overlay", options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")
 
-    async def _run(self, sbx: _Sandbox, link: network.Link, sdir: Path, template: dict[str, Any]) -> None:
+    def _write_config(self, sbx: _Sandbox, link: network.Link, sdir: Path, template: dict[str, Any]) -> None:
         sid = sbx.spec.sandbox_id
-        env = {**_DEFAULT_ENV, **template.get("env", {}), **sbx.spec.env}
         config = oci.bundle_config(
             hostname=sbx.spec.hostname or sid,
-            env=env,
+            env={**_DEFAULT_ENV, **template.get("env", {}), **sbx.spec.env},
             limits=sbx.limits,
             network_hook=link.hook_args(),
             cgroups_path=self._cgroup(sid),
@@ -271,8 +277,12 @@ class RuncDriver:
             userns_base=self.settings.userns_base if self.settings.userns else None,
             nofile=self._nofile,
         )
+        _write_json(sdir / "bundle" / "config.json", config)
+
+    async def _run(self, sbx: _Sandbox, link: network.Link, sdir: Path, template: dict[str, Any]) -> None:
+        sid = sbx.spec.sandbox_id
+        self._write_config(sbx, link, sdir, template)
         bundle = sdir / "bundle"
-        _write_json(bundle / "config.json", config)
         token_r, token_w = os.pipe()
         ready_r, ready_w = os.pipe()
         try:
@@ -325,11 +335,10 @@ class RuncDriver:
 
     def _info(self, sbx: _Sandbox) -> models.SandboxInfo:
         alive = sbx.init_pid > 0 and _alive(sbx.init_pid, self._reapers.get(sbx.init_pid))
-        state = (
-            models.SandboxState.STOPPED
-            if not alive
-            else models.SandboxState.PAUSED if sbx.paused else models.SandboxState.RUNNING
-        )
+        if sbx.checkpoint is not None or (alive and sbx.paused):
+            state = models.SandboxState.PAUSED
+        else:
+            state = models.SandboxState.RUNNING if alive else models.SandboxState.STOPPED
         return models.SandboxInfo(
             sandbox_id=sbx.spec.sandbox_id,
             state=state,
@@ -367,11 +376,11 @@ class RuncDriver:
 
     async def pause(self, *, sandbox_id: str) -> None:
         sbx = self._get(sandbox_id)
-        if sbx.paused:
+        if sbx.paused or sbx.checkpoint is not None:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is already paused")
         await self._runc_cmd("pause", sandbox_id)
         sbx.paused = True
-        _write_json(self._sandboxes_dir / sandbox_id / "state.json", sbx.to_json())
+        self._save(sbx)
 
     async def resume(self, *, sandbox_id: str) -> None:
         sbx = self._get(sandbox_id)
@@ -379,7 +388,203 @@ class RuncDriver:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not paused")
         await self._runc_cmd("resume", sandbox_id)
         sbx.paused = False
-        _write_json(self._sandboxes_dir / sandbox_id / "state.json", sbx.to_json())
+        self._save(sbx)
+
+    # -- checkpoint and restore (CRIU) ----------------------------------------------------
+
+    async def checkpoint(self, *, sandbox_id: str, image_dir: Path, leave_running: bool = False) -> None:
+        """Dump the sandbox's processes into ``image_dir`` (which must not exist yet).
+
+        Without ``leave_running`` the processes end after the dump, the disk is unmounted and
+        the sandbox holds no memory and no CPU until `restore`; its network slot (address
+        and rules) stays reserved. Connections to init are closed first: CRIU dumps only
+        what is inside the sandbox, and a stream that the host held ends here.
+        """
+        sbx = self._get(sandbox_id)
+        if sbx.checkpoint is not None:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is already checkpointed")
+        if self._info(sbx).state is models.SandboxState.STOPPED:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        self._check_image_parent(image_dir.parent)
+        sdir = self._sandboxes_dir / sandbox_id
+        await _close_client(sbx)
+        work = sdir / "criu-work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(mode=0o700)
+        image_dir.mkdir(mode=0o755)
+        was_paused = sbx.paused or leave_running and self._frozen(sandbox_id)
+        if not was_paused:
+            # Freezing first spares CRIU its own (slow, polling) freeze of a v1 cgroup.
+            await self._runc_cmd("pause", sandbox_id)
+        try:
+            await self._criu(
+                "checkpoint", "--image-path", str(image_dir), "--work-path", str(work),
+                "--tcp-established", *(["--leave-running"] if leave_running else []), sandbox_id,
+            )  # fmt: skip
+        except BaseException:
+            if not was_paused:
+                await self._runc_cmd("resume", sandbox_id)
+            raise
+        # Restore reads some images from inside the sandbox's user namespace: as root
+        # without capabilities before its uid map is written, as its root after.
+        for path in image_dir.iterdir():
+            os.chmod(path, 0o644)
+        if leave_running:
+            if not was_paused:
+                await self._runc_cmd("resume", sandbox_id)
+            shutil.rmtree(work, ignore_errors=True)
+            return
+        reaper = self._reapers.pop(sbx.init_pid, None)
+        if reaper is not None:
+            await asyncio.wait_for(reaper, 10)  # an unreaped init makes restore fail
+        await self._runc_delete(sandbox_id, force=True)
+        mounts.unmount(sdir / "bundle" / "rootfs")
+        mounts.unmount(sdir / "disk")
+        if sbx.link is not None:
+            await self.network.remove_device(sbx.link)  # restore wires a new one
+        shutil.rmtree(work, ignore_errors=True)
+        sbx.paused, sbx.init_pid, sbx.checkpoint = False, 0, str(image_dir)
+        self._save(sbx)
+
+    async def restore(self, *, sandbox_id: str) -> models.SandboxInfo:
+        """Bring a checkpointed sandbox back: every process goes on where it was."""
+        sbx = self._get(sandbox_id)
+        if sbx.checkpoint is None:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not checkpointed")
+        await self._restore(sbx, Path(sbx.checkpoint))
+        sbx.checkpoint = None
+        self._save(sbx)
+        return self._info(sbx)
+
+    async def fork(
+        self, *, sandbox_id: str, children: Sequence[models.SandboxSpec], image_dir: Path
+    ) -> list[models.SandboxInfo]:
+        """New sandboxes, each a copy of ``sandbox_id``'s memory and files as they are now.
+
+        The original is frozen for the checkpoint (kept in ``image_dir``, which must not
+        exist) and the copy of its disk, then goes on. Each copy owns everything it runs on:
+        its disk image, network slot and address; none reads the original's memory at run
+        time. A copy keeps the original's hostname and processes, with new pids outside.
+        """
+        parent = self._get(sandbox_id)
+        if self._info(parent).state is not models.SandboxState.RUNNING:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        for spec in children:
+            if not _ID.match(spec.sandbox_id):
+                raise ValueError(f"sandbox id {spec.sandbox_id!r}: use 1-63 of a-z, 0-9 and '-'")
+        made: list[_Sandbox] = []
+        try:
+            for spec in children:
+                sdir = self._sandboxes_dir / spec.sandbox_id
+                try:
+                    sdir.mkdir(mode=0o711)
+                except FileExistsError:
+                    raise errors.SandboxExists(spec.sandbox_id) from None
+                child = _Sandbox(
+                    spec=dataclasses.replace(spec, template=parent.spec.template),
+                    limits=parent.limits,
+                    link=self.network.allocate(),
+                    lower=parent.lower,
+                    created_at=datetime.now(timezone.utc),
+                    token=parent.token,  # init's token lives in the memory the copy starts from
+                )
+                made.append(child)
+                self._save(child)
+                for d in (sdir / "disk", sdir / "bundle" / "rootfs"):
+                    d.mkdir(parents=True)
+            pdir = self._sandboxes_dir / sandbox_id
+            await self._runc_cmd("pause", sandbox_id)
+            try:
+                await self.checkpoint(sandbox_id=sandbox_id, image_dir=image_dir, leave_running=True)
+                with _frozen_filesystem(pdir / "disk"):
+                    for child in made:
+                        dest = self._sandboxes_dir / child.spec.sandbox_id / "disk.img"
+                        await asyncio.to_thread(_copy_sparse, pdir / "disk.img", dest)
+            finally:
+                await self._runc_cmd("resume", sandbox_id)
+            for child in made:
+                assert child.link is not None
+                await self.network.apply(child.link, child.spec.network)
+                await self._restore(child, image_dir)
+                self._sandboxes[child.spec.sandbox_id] = child
+                self._save(child)
+        except BaseException as exc:
+            for child in made:
+                await asyncio.shield(self._teardown(child.spec.sandbox_id, child))
+            if isinstance(exc, errors.RuntimeDriverError | ValueError | asyncio.CancelledError):
+                raise
+            raise errors.RuntimeDriverError(f"forking sandbox {sandbox_id!r} failed: {exc}") from exc
+        return [self._info(child) for child in made]
+
+    async def _restore(self, sbx: _Sandbox, image_dir: Path) -> None:
+        sid = sbx.spec.sandbox_id
+        sdir = self._sandboxes_dir / sid
+        upper, work = sdir / "disk" / "upper", sdir / "disk" / "work"
+        disk.mount(sdir / "disk.img", sdir / "disk")
+        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay",
+                     options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
+        assert sbx.link is not None
+        self._write_config(sbx, sbx.link, sdir, json.loads((Path(sbx.lower).parent / "template.json").read_text()))
+        criu_work = sdir / "criu-work"
+        shutil.rmtree(criu_work, ignore_errors=True)
+        criu_work.mkdir(mode=0o700)
+        pid_file = sdir / "init.pid"
+        pid_file.unlink(missing_ok=True)
+        try:
+            # runc's output goes to a file: the restored tree may hold a pipe open for ever.
+            await self._criu(
+                "restore", "--detach", "--image-path", str(image_dir), "--work-path", str(criu_work),
+                "--tcp-established", "--bundle", str(sdir / "bundle"),
+                "--pid-file", str(pid_file), sid,
+            )  # fmt: skip
+        except BaseException:
+            await self._runc_delete(sid, force=True)
+            mounts.unmount(sdir / "bundle" / "rootfs")
+            mounts.unmount(sdir / "disk")
+            raise
+        sbx.init_pid = int(pid_file.read_text())
+        sbx.paused = False
+        shutil.rmtree(criu_work, ignore_errors=True)
+        self._watch(sbx)
+
+    def _check_image_parent(self, parent: Path) -> None:
+        """Checkpoint images hold a sandbox's memory, and restore must read them from inside
+        the sandbox's user namespace: so they sit in a directory that only root and the
+        sandboxes' uid range may enter (mode 0710, group `userns_base`)."""
+        st = os.stat(parent)
+        if st.st_uid != 0 or st.st_mode & 0o007 or (self._owner and st.st_gid != self._owner):
+            raise errors.RuntimeDriverError(
+                f"{parent} must be owned by root:{self._owner} with mode 0710 to hold checkpoint images"
+            )
+
+    def _frozen(self, sandbox_id: str) -> bool:
+        return any(
+            (d / "freezer.state").exists() and (d / "freezer.state").read_text().strip() == "FROZEN"
+            for d in cgroups.cgroup_dirs(self._cgroup(sandbox_id))
+        )
+
+    async def _criu(self, command: str, *args: str) -> None:
+        criu = self.settings.cache_dir / "criu" / "current" / "criu"
+        if not criu.exists():
+            raise errors.RuntimeDriverError(f"CRIU is not built at {criu}: run scripts/build-criu")
+        log = self._root / f"{command}-{args[-1]}.log"
+        with open(log, "wb") as out:
+            proc = await asyncio.create_subprocess_exec(
+                self._runc, "--root", str(self._root), "--criu", str(criu), command, *args,
+                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            )  # fmt: skip
+            code = await proc.wait()
+        # CRIU's helpers end up orphaned, and so ours as subreaper: reap them at once.
+        _utils.reap(_utils.zombie_children(named="criu"))
+        text = log.read_text(errors="replace")
+        log.unlink()
+        if code != 0:
+            work = next((a for a in args if a.endswith("criu-work")), None)
+            detail = _criu_errors(Path(work)) if work else ""
+            raise errors.RuntimeDriverError(f"runc {command} failed: {text.strip()[-600:]}{detail}")
+
+    def _save(self, sbx: _Sandbox) -> None:
+        _write_json(self._sandboxes_dir / sbx.spec.sandbox_id / "state.json", sbx.to_json())
 
     async def _runc_cmd(self, *args: str) -> str:
         return await _utils.run(self._runc, "--root", self._root, *args)
@@ -442,9 +647,11 @@ class RuncDriver:
             # reused): the pid namespace dies with it, while `runc delete --force` would
             # poll the container every 100 ms before noticing.
             os.kill(sbx.init_pid, signal.SIGKILL)  # type: ignore[union-attr]
-        await step("runc delete", self._runc_delete(sandbox_id, force=reaper is None or frozen))
         if reaper is not None:
+            # Until init is reaped the kernel may still be tearing the pid namespace down,
+            # and runc would find the container running.
             await step("reap init", asyncio.wait_for(reaper, 10))
+        await step("runc delete", self._runc_delete(sandbox_id, force=reaper is None or frozen))
 
         async def unmount() -> None:
             await step("unmount rootfs", asyncio.to_thread(mounts.unmount, sdir / "bundle" / "rootfs"))
@@ -496,6 +703,54 @@ class RuncDriver:
         return models.ReconcileReport(
             kept=tuple(kept), removed=tuple(removed), missing=tuple(sorted(known - set(kept)))
         )
+
+
+_FIFREEZE = 0xC0045877
+_FITHAW = 0xC0045878
+
+
+@contextlib.contextmanager
+def _frozen_filesystem(mountpoint: Path) -> Iterator[None]:
+    """Flush and freeze a mounted filesystem, so that its image file is consistent."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.ioctl(fd, _FIFREEZE, 0)
+        try:
+            yield
+        finally:
+            fcntl.ioctl(fd, _FITHAW, 0)
+    finally:
+        os.close(fd)
+
+
+def _copy_sparse(source: Path, dest: Path) -> None:
+    """Copy ``source`` to ``dest``, leaving its holes holes: a 2 GiB disk image with 50 MiB
+    written costs 50 MiB to copy."""
+    with open(source, "rb") as src, open(dest, "xb", opener=lambda p, f: os.open(p, f, 0o600)) as dst:
+        size = os.fstat(src.fileno()).st_size
+        offset = 0
+        while offset < size:
+            try:
+                data = os.lseek(src.fileno(), offset, os.SEEK_DATA)
+            except OSError:  # ENXIO: only a hole is left
+                break
+            hole = os.lseek(src.fileno(), data, os.SEEK_HOLE)
+            copied = data
+            while copied < hole:
+                n = os.copy_file_range(src.fileno(), dst.fileno(), hole - copied, copied, copied)
+                if n == 0:
+                    break
+                copied += n
+            offset = hole
+        dst.truncate(size)
+
+
+def _criu_errors(work: Path) -> str:
+    """The error lines of CRIU's own log, which say why much better than runc does."""
+    lines: list[str] = []
+    for log in sorted(work.glob("*.log")):
+        lines += [line for line in log.read_text(errors="replace").splitlines() if "Error" in line]
+    return ("\nCRIU: " + "\nCRIU: ".join(lines[-8:])) if lines else ""
 
 
 def _become_subreaper() -> None:
