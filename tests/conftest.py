@@ -99,8 +99,13 @@ def _ls(path: str) -> list[str]:
         return []
 
 
+HELPERS: set[int] = set()
+"""Pids of long-lived processes the session starts on purpose (the api tests' `sandlot serve`):
+they and everything below them are not a test's leak. Their own fixtures census them."""
+
+
 def _descendants() -> frozenset[str]:
-    """Processes below this one (pid and command), zombies included."""
+    """Processes below this one (pid and command), zombies included, except `HELPERS`' trees."""
     children: dict[int, list[int]] = {}
     names = {}
     for entry in os.listdir("/proc"):
@@ -120,6 +125,8 @@ def _descendants() -> frozenset[str]:
     found, todo = set(), [os.getpid()]
     while todo:
         for child in children.get(todo.pop(), []):
+            if child in HELPERS:
+                continue
             found.add(f"{child} {names[child]}")
             todo.append(child)
     return frozenset(found)
@@ -145,6 +152,8 @@ async def driver(data_root: Path) -> AsyncIterator[RuncDriver]:
     assert not leaks, f"the driver left host objects behind: {leaks}"
     out = subprocess.run(["nft", "list", "table", "inet", d.network.table], capture_output=True)
     assert out.returncode != 0, "the driver's nftables table is still there after aclose()"
+    parents = list(Path("/sys/fs/cgroup").glob(f"*/sandlot-{d.settings.instance}"))
+    assert not parents, f"the driver's cgroup parents are still there after aclose(): {parents}"
 
 
 EMPTY = Census(*(frozenset(),) * len(dataclasses.fields(Census)))

@@ -12,10 +12,11 @@ import dataclasses
 import os
 from pathlib import Path
 
-__all__ = ["CgroupUsage", "cgroup_dirs", "is_v2", "usage"]
+__all__ = ["CgroupUsage", "cgroup_dirs", "is_v2", "remove", "usage"]
 
 ROOT = Path("/sys/fs/cgroup")
-_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "devices", "cpuset")
+# "systemd" (name=systemd) is not a controller, but runc makes the cgroup there too.
+_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "devices", "cpuset", "systemd")
 
 
 def is_v2() -> bool:
@@ -71,7 +72,10 @@ def _keyed(path: Path) -> dict[str, str]:
 
 def remove(path: str) -> None:
     """Remove the (empty) cgroup ``path`` left behind by a runc that died before cleaning up."""
-    for d in cgroup_dirs(path):
+    dirs = cgroup_dirs(path)
+    if not is_v2() and (ROOT / "unified" / path.lstrip("/")).is_dir():
+        dirs.append(ROOT / "unified" / path.lstrip("/"))  # the hybrid layout's empty v2 tree
+    for d in dirs:
         for sub in sorted(d.glob("**/"), key=lambda p: len(p.parts), reverse=True):
             try:
                 os.rmdir(sub)

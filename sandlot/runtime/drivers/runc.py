@@ -191,6 +191,7 @@ class RuncDriver:
         await self._disks.close()
         if not any(self._sandboxes_dir.iterdir()):
             await self.network.close()
+            cgroups.remove(f"/sandlot-{self.settings.instance}")
 
     async def __aenter__(self) -> RuncDriver:
         return await self.open()
