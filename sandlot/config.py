@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sandlot.runtime import models
 
-__all__ = ["RuntimeSettings", "Settings"]
+__all__ = ["RuntimeSettings", "ServerSettings", "Settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,25 +51,82 @@ class RuntimeSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP server (`sandlot serve`): where it listens, what it tells clients, its store.
+
+    Read from ``SANDLOT_HOST``, ``SANDLOT_PORT``, ``SANDLOT_DOMAIN``, ``SANDLOT_SERVER_DATA_DIR``,
+    ``SANDLOT_DATABASE_URL``, ``SANDLOT_DEFAULT_TIMEOUT``, ``SANDLOT_MAX_TIMEOUT``, ``SANDLOT_DRIVER``.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 3000
+    domain: str | None = None
+    """What create and connect responses report as ``domain``: the e2b SDK builds sandbox URLs
+    (``https://49983-<id>.<domain>``) from it. Defaults to ``localhost:<port>`` on a loopback or
+    wildcard host, else ``<host>:<port>``; never one of E2B's own domains, so that an SDK left
+    without ``E2B_SANDBOX_URL`` never sends a sandbox's token to E2B."""
+    data_dir: Path | None = dataclasses.field(default=None, metadata={"env": "SANDLOT_SERVER_DATA_DIR"})
+    """Where the database and the first API key live; defaults to the runtime's data_dir."""
+    database_url: str | None = None
+    """An SQLAlchemy URL; defaults to SQLite at ``<data_dir>/sandlot.db`` (WAL mode)."""
+    default_timeout: int = 300
+    """Seconds a sandbox lives when its creator does not say (E2B: 300)."""
+    max_timeout: int = 86400
+    """The longest lifetime a create, connect or set_timeout may ask for; longer asks get this."""
+    driver: str = "runc"
+    """The runtime driver, by its name in the ``sandlot.runtime_drivers`` entry points."""
+
+    def resolved_domain(self) -> str:
+        if self.domain:
+            return self.domain
+        if self.host in ("127.0.0.1", "0.0.0.0", "::", "::1", "localhost", ""):
+            return f"localhost:{self.port}"
+        return f"{self.host}:{self.port}"
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     runtime: RuntimeSettings = RuntimeSettings()
+    server: ServerSettings = ServerSettings()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **runtime: object) -> Settings:
-        """Settings from explicit runtime values, then ``SANDLOT_*`` variables, then defaults."""
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        server: Mapping[str, object] | None = None,
+        **runtime: object,
+    ) -> Settings:
+        """Settings from explicit values (``server`` for the server section, keywords for the
+        runtime's), then ``SANDLOT_*`` variables, then defaults."""
         env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for field in dataclasses.fields(RuntimeSettings):
-            key = f"SANDLOT_{field.name.upper()}"
-            if field.name in runtime and runtime[field.name] is not None:
-                values[field.name] = runtime[field.name]
-            elif key in env:
-                values[field.name] = _parse(env[key], field.type, key)
-        return cls(runtime=RuntimeSettings(**values))  # type: ignore[arg-type]
+        return cls(
+            runtime=_section(RuntimeSettings, runtime, env),  # type: ignore[arg-type]
+            server=_section(ServerSettings, server or {}, env),  # type: ignore[arg-type]
+        )
+
+    @property
+    def state_dir(self) -> Path:
+        """Where the server keeps its database and first API key."""
+        return self.server.data_dir or self.runtime.data_dir
+
+    @property
+    def database_url(self) -> str:
+        return self.server.database_url or f"sqlite:///{self.state_dir / 'sandlot.db'}"
+
+
+def _section(kind: type, given: Mapping[str, object], env: Mapping[str, str]) -> object:
+    values: dict[str, object] = {}
+    for field in dataclasses.fields(kind):
+        key = field.metadata.get("env", f"SANDLOT_{field.name.upper()}")
+        if field.name in given and given[field.name] is not None:
+            values[field.name] = given[field.name]
+        elif key in env:
+            values[field.name] = _parse(env[key], field.type, key)
+    return kind(**values)
 
 
 def _parse(raw: str, kind: object, key: str) -> object:
-    kind = str(kind)
+    kind = str(kind).removesuffix(" | None")
     try:
         if "Path" in kind:
             return Path(raw)

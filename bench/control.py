@@ -1,0 +1,119 @@
+"""Control-plane throughput: ``GET /sandboxes/{id}`` from 64 concurrent clients for 10 s.
+
+Runs against a running server (``sandlot serve``): creates one sandbox, hammers its detail
+route, prints requests/s and p50/p99 latency, kills the sandbox.
+
+    .venv/bin/python bench/control.py --url http://127.0.0.1:3000 --key "$(cat /var/lib/sandlot/api-key)"
+
+The client shares the machine with the server, so the figure is a floor for the server alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+async def _worker(
+    url: str,
+    key: str,
+    path: str,
+    stop: float,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
+    # One client (one keep-alive connection) per simulated client: a shared httpx pool
+    # serialises on its lock and measures httpx rather than the server.
+    async with httpx.AsyncClient(
+        base_url=url, headers={"X-API-Key": key}, timeout=30
+    ) as client:
+        await client.get(path)
+        while (start := time.perf_counter()) < stop:
+            response = await client.get(path)
+            latencies.append(time.perf_counter() - start)
+            if response.status_code != 200:
+                errors.append(response.status_code)
+
+
+def _process(
+    url: str, key: str, path: str, clients: int, stop: float, out: Any
+) -> None:
+    latencies: list[float] = []
+    errors: list[int] = []
+
+    async def run() -> None:
+        await asyncio.gather(
+            *(_worker(url, key, path, stop, latencies, errors) for _ in range(clients))
+        )
+
+    asyncio.run(run())
+    out.put((latencies, errors))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument(
+        "--url", default=os.environ.get("E2B_API_URL", "http://127.0.0.1:3000")
+    )
+    parser.add_argument("--key", default=os.environ.get("E2B_API_KEY"))
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
+                        help="client processes the clients are spread over (one Python process "
+                             "cannot drive the server hard enough)")  # fmt: skip
+    args = parser.parse_args()
+    key = args.key or Path("/var/lib/sandlot/api-key").read_text().strip()
+    with httpx.Client(
+        base_url=args.url, headers={"X-API-Key": key}, timeout=60
+    ) as client:
+        created = client.post("/v2/sandboxes", json={"timeout": 300})
+        created.raise_for_status()
+        sid = created.json()["sandboxID"]
+        try:
+            path = f"/sandboxes/{sid}"
+            queue: Any = multiprocessing.Queue()
+            start = time.perf_counter() + 1.0  # let every process connect first
+            stop = start + args.seconds
+            per = [
+                args.clients // args.processes + (i < args.clients % args.processes)
+                for i in range(args.processes)
+            ]
+            procs = [
+                multiprocessing.Process(
+                    target=_process, args=(args.url, key, path, n, stop, queue)
+                )
+                for n in per
+            ]
+            for p in procs:
+                p.start()
+            latencies: list[float] = []
+            errors: list[int] = []
+            for _ in procs:
+                got_latencies, got_errors = queue.get()
+                latencies += got_latencies
+                errors += got_errors
+            for p in procs:
+                p.join()
+            elapsed = args.seconds
+        finally:
+            client.delete(f"/sandboxes/{sid}")
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99)] * 1000
+    print(f"GET /sandboxes/{{id}}: {args.clients} clients in {args.processes} processes, {elapsed:.0f} s, "
+          f"{len(latencies)} requests, {len(errors)} errors")  # fmt: skip
+    print(
+        f"  {len(latencies) / elapsed:,.0f} requests/s   p50 {p50:.2f} ms   p99 {p99:.2f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()

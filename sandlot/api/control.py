@@ -1,0 +1,365 @@
+"""The control plane's routes: E2B's REST shape, both SDK generations (docs/e2b-wire.md §2).
+
+Success statuses are exactly the ones the SDK expects (create 201, connect 200, kill and
+timeout 204); every error is ``{"code", "message"}`` (`sandlot.api.errors`). Responses are
+serialised once, by pydantic, straight to bytes: ``GET /sandboxes/{id}`` is the hot path.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qsl, unquote
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from sandlot.api import auth, errors, models
+from sandlot.lifecycle import manager as lifecycle
+
+__all__ = ["ENVD_VERSION", "router"]
+
+ENVD_VERSION = "0.6.4"
+"""The envd version reported to SDKs: the lowest that turns on every feature of e2b 2.45.1
+and 2.63.0 (docs/e2b-wire.md §9)."""
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.Error, "description": "Bad request"},
+    401: {"model": models.Error, "description": "Missing or invalid API key"},
+    404: {"model": models.Error, "description": "No such sandbox"},
+    500: {"model": models.Error, "description": "Server error"},
+}
+
+router = APIRouter(responses=_ERRORS)
+
+Team = Annotated[str, Depends(auth.team)]
+
+
+def _manager(request: Request) -> lifecycle.SandboxManager:
+    return request.app.state.manager  # type: ignore[no-any-return]
+
+
+def _json(
+    model: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        model.model_dump_json(by_alias=True, exclude_none=True),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _list_json(items: list[Any], headers: dict[str, str] | None = None) -> Response:
+    body = (
+        b"["
+        + b",".join(
+            i.model_dump_json(by_alias=True, exclude_none=True).encode() for i in items
+        )
+        + b"]"
+    )
+    return Response(body, media_type="application/json", headers=headers)
+
+
+def _sandbox(request: Request, sbx: lifecycle.LiveSandbox) -> models.Sandbox:
+    return models.Sandbox(
+        template_id=sbx.template,
+        sandbox_id=sbx.id,
+        client_id=lifecycle.CLIENT_ID,
+        envd_version=ENVD_VERSION,
+        envd_access_token=sbx.access_token,
+        domain=request.app.state.domain,
+        alias=sbx.alias,
+    )
+
+
+def _listed(sbx: lifecycle.LiveSandbox) -> models.ListedSandbox:
+    return models.ListedSandbox(
+        template_id=sbx.template,
+        sandbox_id=sbx.id,
+        client_id=lifecycle.CLIENT_ID,
+        envd_version=ENVD_VERSION,
+        started_at=sbx.started_at,
+        end_at=sbx.end_at,
+        cpu_count=max(1, round(sbx.cpu_count)),
+        memory_mb=sbx.memory_mb,
+        disk_size_mb=sbx.disk_mb,
+        state=sbx.state,
+        alias=sbx.alias,
+        metadata=sbx.metadata,
+    )
+
+
+def _detail(request: Request, sbx: lifecycle.LiveSandbox) -> models.SandboxDetail:
+    return models.SandboxDetail(
+        **_listed(sbx).model_dump(),
+        envd_access_token=sbx.access_token,
+        domain=request.app.state.domain,
+        allow_internet_access=sbx.allow_internet,
+        network=sbx.network,
+        lifecycle=models.Lifecycle(
+            auto_resume=False, on_timeout="pause" if sbx.auto_pause else "kill"
+        ),
+    )
+
+
+# -- create ---------------------------------------------------------------------------------
+
+
+async def _create(request: Request, team: str, body: models.NewSandbox) -> Response:
+    network = body.network or models.NetworkConfig()
+    sbx = await _manager(request).create(
+        team,
+        template=body.template_id,
+        timeout=body.timeout,
+        metadata=body.metadata,
+        env_vars=body.env_vars,
+        secure=body.secure,
+        allow_internet=body.allow_internet_access,
+        allow_out=network.allow_out or (),
+        deny_out=network.deny_out or (),
+        auto_pause=body.auto_pause,
+        cpu_count=body.cpu_count,
+        memory_mb=body.memory_mb,
+        disk_mb=body.disk_size_mb,
+    )
+    return _json(_sandbox(request, sbx), 201)
+
+
+@router.post(
+    "/sandboxes",
+    status_code=201,
+    response_model=models.Sandbox,
+    summary="Create a sandbox (e2b ≤ 2.45)",
+)
+async def create_v1(request: Request, team: Team, body: models.NewSandbox) -> Response:
+    return await _create(request, team, body)
+
+
+@router.post(
+    "/v2/sandboxes",
+    status_code=201,
+    response_model=models.Sandbox,
+    summary="Create a sandbox",
+)
+async def create_v2(request: Request, team: Team, body: models.NewSandbox) -> Response:
+    return await _create(request, team, body)
+
+
+# -- read -----------------------------------------------------------------------------------
+
+
+@router.get(
+    "/sandboxes/{sandbox_id}",
+    response_model=models.SandboxDetail,
+    summary="A sandbox's details",
+)
+async def get_sandbox(request: Request, team: Team, sandbox_id: str) -> Response:
+    return _json(_detail(request, _manager(request).get(team, sandbox_id)))
+
+
+def _metadata_filter(raw: str | None) -> dict[str, str] | None:
+    """The SDK's metadata filter: ``k=v&k2=v2`` with each key and value percent-encoded once
+    more (docs/e2b-wire.md §2.6); the framework has already undone the outer encoding."""
+    if not raw:
+        return None
+    try:
+        pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise errors.ApiError(
+            400, f"metadata filter {raw!r} is not of the form key=value&key2=value2"
+        ) from None
+    return {unquote(k): unquote(v) for k, v in pairs}
+
+
+@router.get(
+    "/sandboxes",
+    response_model=list[models.ListedSandbox],
+    summary="Running sandboxes (v1 list)",
+)
+async def list_v1(
+    request: Request,
+    team: Team,
+    metadata: Annotated[str | None, Query(max_length=8192)] = None,
+) -> Response:
+    manager = _manager(request)
+    found, _ = manager.list(
+        team, metadata=_metadata_filter(metadata), states={"running"}, limit=1000
+    )
+    return _list_json([_listed(s) for s in found])
+
+
+@router.get(
+    "/v2/sandboxes",
+    response_model=list[models.ListedSandbox],
+    summary="Sandboxes, filtered and paged (next page token in X-Next-Token)",
+)
+async def list_v2(
+    request: Request,
+    team: Team,
+    metadata: Annotated[str | None, Query(max_length=8192)] = None,
+    state: Annotated[
+        str | None,
+        Query(max_length=64, description="running, paused, or both comma-joined"),
+    ] = None,
+    order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
+    started_after: Annotated[datetime | None, Query(alias="startedAfter")] = None,
+    template: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=512)] = None,
+) -> Response:
+    states = None
+    if state:
+        states = {s.strip() for s in state.split(",") if s.strip()}
+        unknown = states - {"running", "paused"}
+        if unknown:
+            raise errors.ApiError(
+                400, f"state: {', '.join(sorted(unknown))} is not running or paused"
+            )
+    if started_after is not None and started_after.tzinfo is None:
+        started_after = started_after.replace(tzinfo=UTC)
+    page, token = _manager(request).list(
+        team,
+        metadata=_metadata_filter(metadata),
+        states=states,
+        order=order,
+        started_after=started_after,
+        template=template,
+        limit=limit,
+        next_token=next_token,
+    )
+    return _list_json(
+        [_listed(s) for s in page], headers={"X-Next-Token": token} if token else None
+    )
+
+
+@router.get(
+    "/sandboxes/{sandbox_id}/metrics",
+    response_model=list[models.SandboxMetric],
+    summary="CPU, memory and disk now",
+)
+async def metrics(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    start: Annotated[int | None, Query(ge=0, le=2**40)] = None,
+    end: Annotated[int | None, Query(ge=0, le=2**40)] = None,
+) -> Response:
+    points = await _manager(request).metrics(team, sandbox_id)
+    if start is not None:
+        points = [p for p in points if p.timestamp.timestamp() >= start]
+    if end is not None:
+        points = [p for p in points if p.timestamp.timestamp() <= end + 1]
+    return _list_json(
+        [
+            models.SandboxMetric(
+                timestamp=p.timestamp,
+                timestamp_unix=int(p.timestamp.timestamp()),
+                cpu_count=p.cpu_count,
+                cpu_used_pct=p.cpu_used_pct,
+                mem_used=p.mem_used,
+                mem_total=p.mem_total,
+                mem_cache=p.mem_cache,
+                disk_used=p.disk_used,
+                disk_total=p.disk_total,
+            )
+            for p in points
+        ]
+    )
+
+
+# -- change ---------------------------------------------------------------------------------
+
+
+@router.delete(
+    "/sandboxes/{sandbox_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Kill a sandbox",
+)
+async def kill(request: Request, team: Team, sandbox_id: str) -> Response:
+    await _manager(request).kill(team, sandbox_id)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/timeout",
+    status_code=204,
+    response_class=Response,
+    summary="End the sandbox this many seconds from now",
+)
+async def set_timeout(
+    request: Request, team: Team, sandbox_id: str, body: models.TimeoutRequest
+) -> Response:
+    await _manager(request).set_timeout(team, sandbox_id, body.timeout)
+    return Response(status_code=204)
+
+
+async def _connect(
+    request: Request, team: str, sandbox_id: str, body: models.ConnectRequest | None
+) -> Response:
+    sbx = await _manager(request).connect(
+        team, sandbox_id, body.timeout if body else None
+    )
+    return _json(_sandbox(request, sbx), 200)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/connect",
+    response_model=models.Sandbox,
+    summary="Connect to a running sandbox (e2b ≤ 2.45); never shortens its timeout",
+)
+async def connect_v1(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.ConnectRequest | None = None,
+) -> Response:
+    return await _connect(request, team, sandbox_id, body)
+
+
+@router.post(
+    "/v2/sandboxes/{sandbox_id}/connect",
+    response_model=models.Sandbox,
+    summary="Connect to a running sandbox; never shortens its timeout",
+)
+async def connect_v2(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.ConnectRequest | None = None,
+) -> Response:
+    return await _connect(request, team, sandbox_id, body)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/pause",
+    status_code=204,
+    response_class=Response,
+    responses={501: {"model": models.Error, "description": "Not implemented yet"}},
+    summary="Pause a sandbox (not implemented yet: 501)",
+)
+async def pause(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.PauseRequest | None = None,
+) -> Response:
+    await _manager(request).pause(team, sandbox_id)
+    return Response(
+        status_code=204
+    )  # pragma: no cover - pause raises NotSupported for now
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+@router.get(
+    "/health",
+    include_in_schema=True,
+    responses={503: {"model": models.Error}},
+    summary="200 when ready",
+)
+async def health(request: Request) -> Response:
+    if not getattr(request.app.state, "ready", False):
+        raise errors.ApiError(503, "starting")
+    return Response(b'{"status":"ok"}', media_type="application/json")

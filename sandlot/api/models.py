@@ -1,0 +1,150 @@
+"""Request and response bodies of the control plane, field for field as the e2b SDK sends and
+reads them (docs/e2b-wire.md §2.4, §2.5): camelCase keys except ``allow_internet_access`` in
+create requests, which the SDK sends in snake_case.
+
+Requests ignore keys they do not know (newer SDKs send more); responses leave out what is
+None rather than sending ``null``. Fields marked *sandlot* are extensions an E2B client never
+sends.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ConnectRequest",
+    "Error",
+    "Lifecycle",
+    "ListedSandbox",
+    "NetworkConfig",
+    "NewSandbox",
+    "PauseRequest",
+    "Sandbox",
+    "SandboxDetail",
+    "SandboxMetric",
+    "TimeoutRequest",
+]
+
+Seconds = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Text = Annotated[str, Field(max_length=4096)]
+Labels = Annotated[
+    dict[Annotated[str, Field(max_length=256)], Text], Field(max_length=256)
+]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class Error(_Response):
+    code: int
+    message: str
+
+
+class NetworkConfig(_Request):
+    allow_out: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, alias="allowOut", max_length=256
+    )
+    """CIDRs (or addresses) the sandbox may reach even with internet access off."""
+    deny_out: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        None, alias="denyOut", max_length=256
+    )
+    """CIDRs (or addresses) the sandbox may never reach; ``0.0.0.0/0`` cuts it off."""
+
+
+class NewSandbox(_Request):
+    template_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        "base", alias="templateID"
+    )
+    timeout: Seconds | None = None
+    """Seconds until the sandbox is ended; the server's default (300) when absent."""
+    secure: bool = True
+    """Require the sandbox's access token on the sandbox plane."""
+    allow_internet_access: bool | None = None
+    metadata: Labels | None = None
+    env_vars: Labels | None = Field(None, alias="envVars")
+    auto_pause: bool = Field(False, alias="autoPause")
+    network: NetworkConfig | None = None
+    cpu_count: Annotated[float, Field(gt=0, le=1024)] | None = Field(
+        None, alias="cpuCount"
+    )
+    """*sandlot*: CPU cores (clamped to the server's maximum)."""
+    memory_mb: Annotated[int, Field(ge=16, le=2**31 - 1)] | None = Field(
+        None, alias="memoryMB"
+    )
+    """*sandlot*: memory limit in MiB (clamped to the server's maximum)."""
+    disk_size_mb: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
+        None, alias="diskSizeMB"
+    )
+    """*sandlot*: disk limit in MiB (clamped to the server's maximum)."""
+
+
+class TimeoutRequest(_Request):
+    timeout: Seconds
+
+
+class ConnectRequest(_Request):
+    timeout: Seconds | None = None
+
+
+class PauseRequest(_Request):
+    memory: bool | None = None
+
+
+class Sandbox(_Response):
+    """What create and connect answer."""
+
+    template_id: str = Field(alias="templateID")
+    sandbox_id: str = Field(alias="sandboxID")
+    client_id: str = Field(alias="clientID")
+    envd_version: str = Field(alias="envdVersion")
+    envd_access_token: str | None = Field(None, alias="envdAccessToken")
+    domain: str | None = None
+    alias: str | None = None
+
+
+class Lifecycle(_Response):
+    auto_resume: bool = Field(alias="autoResume")
+    on_timeout: Literal["kill", "pause"] = Field(alias="onTimeout")
+
+
+class ListedSandbox(_Response):
+    template_id: str = Field(alias="templateID")
+    sandbox_id: str = Field(alias="sandboxID")
+    client_id: str = Field(alias="clientID")
+    envd_version: str = Field(alias="envdVersion")
+    started_at: datetime = Field(alias="startedAt")
+    end_at: datetime = Field(alias="endAt")
+    cpu_count: int = Field(alias="cpuCount")
+    memory_mb: int = Field(alias="memoryMB")
+    disk_size_mb: int = Field(alias="diskSizeMB")
+    state: Literal["running", "paused"]
+    alias: str | None = None
+    metadata: dict[str, str] | None = None
+
+
+class SandboxDetail(ListedSandbox):
+    envd_access_token: str | None = Field(None, alias="envdAccessToken")
+    domain: str | None = None
+    allow_internet_access: bool | None = Field(None, alias="allowInternetAccess")
+    network: dict[str, list[str]] | None = None
+    lifecycle: Lifecycle | None = None
+
+
+class SandboxMetric(_Response):
+    timestamp: datetime
+    timestamp_unix: int = Field(alias="timestampUnix")
+    cpu_count: int = Field(alias="cpuCount")
+    cpu_used_pct: float = Field(alias="cpuUsedPct")
+    mem_used: int = Field(alias="memUsed")
+    mem_total: int = Field(alias="memTotal")
+    mem_cache: int = Field(alias="memCache")
+    disk_used: int = Field(alias="diskUsed")
+    disk_total: int = Field(alias="diskTotal")

@@ -1,0 +1,106 @@
+"""``sandlot serve``: the server, both planes on one port.
+
+On the first start it makes a team and an API key and writes the key to ``<data_dir>/api-key``
+(mode 0600: only root reads it); later starts print where it is. uvicorn runs the app and turns
+SIGTERM and Ctrl-C into a clean shutdown (the sandboxes keep running; see `sandlot.api.app`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from sandlot.api import app as server_app
+from sandlot.config import Settings
+from sandlot.store import db, keys
+
+__all__ = ["serve", "settings_for"]
+
+errors = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Sandboxes, the database and the API key [env: SANDLOT_DATA_DIR; default /var/lib/sandlot].",
+    ),
+]
+
+
+def settings_for(data_dir: Path | None, **server: object) -> Settings:
+    return Settings.from_env(server={"data_dir": data_dir, **server}, data_dir=data_dir)
+
+
+def first_key(settings: Settings) -> tuple[Path, bool]:
+    """The file holding the first API key, made (with its team) when the store has no key."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
+    path = settings.state_dir / "api-key"
+    database = db.Database(settings.database_url)
+    try:
+        database.upgrade()
+        if keys.list_keys(database):
+            return path, False
+        key = keys.create_key(database, keys.default_team(database))
+    finally:
+        database.close()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    os.chmod(path, 0o600)
+    return path, True
+
+
+def serve(
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on [env: SANDLOT_HOST; default 127.0.0.1]."
+        ),
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port [env: SANDLOT_PORT; default 3000].")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the sandlot server: the E2B-compatible control plane and the sandbox plane."""
+    if os.geteuid() != 0:
+        errors.print(
+            "[red]sandlot serve must run as root[/] (it runs sandboxes with runc)"
+        )
+        raise typer.Exit(1)
+    settings = settings_for(data_dir, host=host, port=port)
+    path, made = first_key(settings)
+    if made:
+        errors.print(
+            f"Created a team and its first API key: [bold]{path}[/] (readable by root only)"
+        )
+    else:
+        errors.print(f"API keys: `sandlot keys list`; the first one is in {path}")
+    server = settings.server
+    errors.print(
+        f"sandlot listening on http://{server.host}:{server.port}  "
+        f"(E2B_API_URL=E2B_SANDBOX_URL=http://{server.host}:{server.port})"
+    )
+    logging.getLogger("sandlot").setLevel(min(logging.getLogger().level, logging.INFO))
+    # uvicorn turns SIGTERM into a graceful shutdown, then raises the signal again once done:
+    # this handler makes that last step an exit with status 0.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    uvicorn.run(
+        server_app.create_app(settings),
+        host=server.host,
+        port=server.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+    )

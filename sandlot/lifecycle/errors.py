@@ -1,0 +1,48 @@
+"""Errors of the lifecycle layer; the api layer maps each to one HTTP status.
+
+* LifecycleError
+  + SandboxNotFound       404: no such live sandbox of this team
+  + InvalidRequest        400: the ask cannot be honoured as given (bad template name, CIDR...)
+  + TemplateNotFound      404
+  + NotSupported          501: a feature that comes with a later issue (pause)
+  + RuntimeFailure        500: the runtime failed; the message says what, nothing half-made stays
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "InvalidRequest",
+    "LifecycleError",
+    "NotSupported",
+    "RuntimeFailure",
+    "SandboxNotFound",
+    "TemplateNotFound",
+]
+
+
+class LifecycleError(Exception):
+    status = 500
+
+
+class SandboxNotFound(LifecycleError):
+    status = 404
+
+    def __init__(self, sandbox_id: str) -> None:
+        super().__init__(f"sandbox {sandbox_id!r} not found")
+        self.sandbox_id = sandbox_id
+
+
+class InvalidRequest(LifecycleError):
+    status = 400
+
+
+class TemplateNotFound(LifecycleError):
+    status = 404
+
+
+class NotSupported(LifecycleError):
+    status = 501
+
+
+class RuntimeFailure(LifecycleError):
+    status = 500

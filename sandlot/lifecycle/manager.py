@@ -1,0 +1,530 @@
+"""The sandbox state machine on top of a runtime driver and the store.
+
+Every live sandbox (running or paused) is held in memory as a `LiveSandbox`, loaded from the
+store at start and written through on every change: reads (``GET /sandboxes/{id}``, lists,
+the sandbox plane's `resolve`) never touch the database, which keeps the control plane's hot
+path to a dict lookup. One server process owns a data directory, so memory and store agree.
+
+A server restart keeps sandboxes running: `start` adopts what the runtime still holds
+(`RuntimeDriver.reconcile` with the store's live ids), marks the rest killed, and the timers
+end whatever passed its end time while the server was down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import hmac
+import logging
+import math
+import re
+import secrets
+import time
+from collections.abc import Collection, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from sandlot.agent import target
+from sandlot.config import Settings
+from sandlot.lifecycle import errors
+from sandlot.runtime import base, models
+from sandlot.runtime import errors as runtime_errors
+from sandlot.store import db
+from sandlot.store import models as store
+
+__all__ = ["LiveSandbox", "Metric", "SandboxManager", "new_sandbox_id"]
+
+logger = logging.getLogger("sandlot.lifecycle")
+
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
+_TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+CLIENT_ID = "sandlot"
+
+
+def new_sandbox_id() -> str:
+    """20 lowercase letters and digits, like E2B's ids (a letter first)."""
+    return secrets.choice(_ID_ALPHABET[:26]) + "".join(
+        secrets.choice(_ID_ALPHABET) for _ in range(19)
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class LiveSandbox:
+    """What the control plane knows of one live sandbox (a row of ``sandboxes``)."""
+
+    id: str
+    team_id: str
+    template: str
+    alias: str | None
+    metadata: dict[str, str]
+    env_vars: dict[str, str]
+    started_at: datetime
+    end_at: datetime
+    state: str
+    access_token: str | None
+    secure: bool
+    auto_pause: bool
+    cpu_count: float
+    memory_mb: int
+    disk_mb: int
+    pids: int
+    allow_internet: bool
+    network: dict[str, Any]
+
+    @classmethod
+    def from_record(cls, row: store.SandboxRecord) -> LiveSandbox:
+        return cls(
+            id=row.id, team_id=row.team_id, template=row.template, alias=row.alias,
+            metadata=dict(row.metadata_), env_vars=dict(row.env_vars), started_at=row.started_at,
+            end_at=row.end_at, state=row.state, access_token=row.access_token, secure=row.secure,
+            auto_pause=row.auto_pause, cpu_count=row.cpu_count, memory_mb=row.memory_mb,
+            disk_mb=row.disk_mb, pids=row.pids, allow_internet=row.allow_internet, network=dict(row.network),
+        )  # fmt: skip
+
+    def to_record(self) -> store.SandboxRecord:
+        return store.SandboxRecord(
+            id=self.id, team_id=self.team_id, template=self.template, alias=self.alias,
+            metadata_=self.metadata, env_vars=self.env_vars, started_at=self.started_at,
+            end_at=self.end_at, state=self.state, access_token=self.access_token, secure=self.secure,
+            auto_pause=self.auto_pause, cpu_count=self.cpu_count, memory_mb=self.memory_mb,
+            disk_mb=self.disk_mb, pids=self.pids, allow_internet=self.allow_internet, network=self.network,
+        )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    timestamp: datetime
+    cpu_count: int
+    cpu_used_pct: float
+    mem_used: int
+    mem_total: int
+    mem_cache: int
+    disk_used: int
+    disk_total: int
+
+
+class SandboxManager:
+    """Create, find, list, extend and end sandboxes of teams.
+
+    Example:
+        >>> manager = SandboxManager(driver, database, settings)
+        >>> await manager.start()
+        >>> sbx = await manager.create(team_id, template="base", timeout=60)
+        >>> await manager.kill(team_id, sbx.id)
+    """
+
+    def __init__(
+        self, driver: base.RuntimeDriver, database: db.Database, settings: Settings
+    ) -> None:
+        self.driver = driver
+        self.database = database
+        self.settings = settings
+        self._live: dict[str, LiveSandbox] = {}
+        self._targets: dict[str, target.SandboxTarget] = {}
+        self._cpu_samples: dict[str, tuple[float, int]] = {}
+        self._ending: set[str] = set()
+        self.changed = asyncio.Event()
+        """Set whenever an end time may have moved earlier or a sandbox appeared (timers wake)."""
+
+    # -- start -----------------------------------------------------------------------------
+
+    async def start(self) -> models.ReconcileReport:
+        """Load live sandboxes from the store, reconcile the runtime with them, mark the ones
+        the runtime lost as killed."""
+        rows = await asyncio.to_thread(self._load_live)
+        report = await self.driver.reconcile(known=[r.id for r in rows])
+        kept = set(report.kept)
+        for row in rows:
+            if row.id in kept:
+                self._live[row.id] = row
+        if report.missing:
+            logger.warning(
+                "lifecycle.reconcile lost %d sandboxes: %s",
+                len(report.missing),
+                ", ".join(report.missing),
+            )
+            await asyncio.to_thread(self._mark_killed, report.missing)
+        if report.removed:
+            logger.info(
+                "lifecycle.reconcile removed %d unowned sandboxes", len(report.removed)
+            )
+        self.changed.set()
+        return report
+
+    def _load_live(self) -> list[LiveSandbox]:
+        with self.database.session() as session:
+            rows = session.scalars(
+                sa.select(store.SandboxRecord).where(
+                    store.SandboxRecord.state != "killed"
+                )
+            )
+            return [LiveSandbox.from_record(r) for r in rows]
+
+    def _mark_killed(self, ids: Collection[str]) -> None:
+        with self.database.session() as session:
+            session.execute(
+                sa.update(store.SandboxRecord)
+                .where(store.SandboxRecord.id.in_(list(ids)))
+                .values(state="killed", ended_at=_now())
+            )
+
+    # -- create ----------------------------------------------------------------------------
+
+    async def create(
+        self,
+        team_id: str,
+        *,
+        template: str = "base",
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env_vars: Mapping[str, str] | None = None,
+        secure: bool = True,
+        allow_internet: bool | None = None,
+        allow_out: Iterable[str] = (),
+        deny_out: Iterable[str] = (),
+        auto_pause: bool = False,
+        cpu_count: float | None = None,
+        memory_mb: int | None = None,
+        disk_mb: int | None = None,
+        alias: str | None = None,
+    ) -> LiveSandbox:
+        """Make a sandbox; on any failure nothing of it is left in the runtime or the store."""
+        if not _TEMPLATE.match(template):
+            raise errors.InvalidRequest(
+                f"templateID {template!r}: use 1-63 of a-z, 0-9, '.', '_' and '-'"
+            )
+        env = dict(env_vars or {})
+        for name in env:
+            if not _ENV_NAME.match(name):
+                raise errors.InvalidRequest(
+                    f"envVars: {name!r} is not a valid environment variable name"
+                )
+        for key, value in (*env.items(), *(metadata or {}).items()):
+            if "\0" in key or "\0" in value:
+                raise errors.InvalidRequest(
+                    "envVars and metadata must not contain NUL characters"
+                )
+        rt = self.settings.runtime
+        defaults = rt.default_limits
+        try:
+            limits = models.Limits(
+                memory_mb=memory_mb if memory_mb is not None else defaults.memory_mb,
+                cpu_cores=cpu_count if cpu_count is not None else defaults.cpu_cores,
+                pids=defaults.pids,
+                disk_mb=disk_mb if disk_mb is not None else defaults.disk_mb,
+            ).clamp(rt.max_limits)
+            policy = models.NetworkPolicy(
+                internet=rt.internet_default
+                if allow_internet is None
+                else allow_internet,
+                allow=tuple(allow_out),
+                deny=tuple(deny_out),
+            )
+        except ValueError as exc:
+            raise errors.InvalidRequest(str(exc)) from None
+        now = _now()
+        sbx = LiveSandbox(
+            id=new_sandbox_id(), team_id=team_id, template=template, alias=alias,
+            metadata=dict(metadata or {}), env_vars=env, started_at=now,
+            end_at=now + timedelta(seconds=self._clamp_timeout(timeout)), state="running",
+            access_token=secrets.token_hex(24) if secure else None, secure=secure,
+            auto_pause=auto_pause, cpu_count=limits.cpu_cores, memory_mb=limits.memory_mb,
+            disk_mb=limits.disk_mb, pids=limits.pids, allow_internet=policy.internet,
+            network={"allowOut": list(policy.allow), "denyOut": list(policy.deny)},
+        )  # fmt: skip
+        spec = models.SandboxSpec(
+            sandbox_id=sbx.id,
+            template=template,
+            limits=limits,
+            network=policy,
+            env=env,
+            metadata=sbx.metadata,
+        )
+        try:
+            await self.driver.create(spec=spec)
+        except runtime_errors.TemplateNotFound as exc:
+            raise errors.TemplateNotFound(str(exc)) from exc
+        except ValueError as exc:
+            raise errors.InvalidRequest(str(exc)) from exc
+        except runtime_errors.RuntimeDriverError as exc:
+            logger.exception("lifecycle.create.failed %s", sbx.id)
+            raise errors.RuntimeFailure(f"creating the sandbox failed: {exc}") from exc
+        # Its lifetime starts when it is usable, not when it was asked for.
+        sbx.end_at = _now() + (sbx.end_at - now)
+        try:
+            await asyncio.to_thread(self._insert, sbx)
+        except BaseException:
+            await asyncio.shield(self._destroy(sbx.id))
+            raise
+        self._live[sbx.id] = sbx
+        self.changed.set()
+        logger.info("lifecycle.create.complete %s team=%s", sbx.id, team_id)
+        return sbx
+
+    def _insert(self, sbx: LiveSandbox) -> None:
+        with self.database.session() as session:
+            session.add(sbx.to_record())
+
+    def _clamp_timeout(self, timeout: int | None) -> int:
+        server = self.settings.server
+        if timeout is None:
+            timeout = server.default_timeout
+        if timeout < 0:
+            raise errors.InvalidRequest(
+                f"timeout must be 0 or more seconds, got {timeout}"
+            )
+        return min(timeout, server.max_timeout)
+
+    # -- read ------------------------------------------------------------------------------
+
+    def get(self, team_id: str, sandbox_id: str) -> LiveSandbox:
+        sbx = self._live.get(sandbox_id)
+        if sbx is None or sbx.team_id != team_id or sandbox_id in self._ending:
+            raise errors.SandboxNotFound(sandbox_id)
+        return sbx
+
+    def live(self) -> list[LiveSandbox]:
+        """Every live sandbox of every team."""
+        return list(self._live.values())
+
+    def list(
+        self,
+        team_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        states: Collection[str] | None = None,
+        order: str = "desc",
+        started_after: datetime | None = None,
+        template: str | None = None,
+        limit: int = 100,
+        next_token: str | None = None,
+    ) -> tuple[list[LiveSandbox], str | None]:
+        """One page of the team's live sandboxes by start time, and the token of the next page.
+
+        The token is the position (start time and id) of the last item returned, so that a
+        sandbox created or killed between two pages neither repeats nor hides another.
+        """
+        if order not in ("asc", "desc"):
+            raise errors.InvalidRequest(f"order must be 'asc' or 'desc', got {order!r}")
+        if not 1 <= limit <= 1000:
+            raise errors.InvalidRequest(
+                f"limit must be between 1 and 1000, got {limit}"
+            )
+        after = _decode_token(next_token) if next_token else None
+        found = [
+            s
+            for s in self._live.values()
+            if s.team_id == team_id
+            and s.id not in self._ending
+            and (not states or s.state in states)
+            and (started_after is None or s.started_at > started_after)
+            and (template is None or s.template == template)
+            and all(s.metadata.get(k) == v for k, v in (metadata or {}).items())
+        ]
+        desc = order == "desc"
+        found.sort(key=lambda s: (s.started_at, s.id), reverse=desc)
+        if after is not None:
+            found = [
+                s
+                for s in found
+                if (
+                    (s.started_at, s.id) < after
+                    if desc
+                    else (s.started_at, s.id) > after
+                )
+            ]
+        page = found[:limit]
+        token = _encode_token(page[-1]) if len(found) > limit else None
+        return page, token
+
+    # -- change ----------------------------------------------------------------------------
+
+    async def kill(self, team_id: str, sandbox_id: str) -> None:
+        self.get(team_id, sandbox_id)
+        await self._end(sandbox_id)
+
+    async def _end(self, sandbox_id: str) -> None:
+        """End a sandbox: gone from every read at once, then from the runtime and the store."""
+        if sandbox_id in self._ending or sandbox_id not in self._live:
+            return
+        self._ending.add(sandbox_id)
+        try:
+            await self._destroy(sandbox_id)
+            await asyncio.to_thread(self._mark_killed, [sandbox_id])
+        finally:
+            self._live.pop(sandbox_id, None)
+            self._targets.pop(sandbox_id, None)
+            self._cpu_samples.pop(sandbox_id, None)
+            self._ending.discard(sandbox_id)
+        logger.info("lifecycle.kill.complete %s", sandbox_id)
+
+    async def _destroy(self, sandbox_id: str) -> None:
+        try:
+            await self.driver.destroy(sandbox_id=sandbox_id)
+        except runtime_errors.SandboxNotFound:
+            pass
+        except runtime_errors.RuntimeDriverError:
+            # What is left is nobody's now: the next reconcile (at start) removes it.
+            logger.exception("lifecycle.destroy.failed %s", sandbox_id)
+
+    async def set_timeout(
+        self, team_id: str, sandbox_id: str, timeout: int
+    ) -> LiveSandbox:
+        """The sandbox now ends ``timeout`` seconds from now (earlier or later than before)."""
+        sbx = self.get(team_id, sandbox_id)
+        sbx.end_at = _now() + timedelta(seconds=self._clamp_timeout(timeout))
+        await asyncio.to_thread(self._save_end, sbx)
+        self.changed.set()
+        return sbx
+
+    async def connect(
+        self, team_id: str, sandbox_id: str, timeout: int | None = None
+    ) -> LiveSandbox:
+        """A running sandbox, its end time moved to ``timeout`` from now if that is later;
+        a connect never shortens a sandbox's life."""
+        sbx = self.get(team_id, sandbox_id)
+        if sbx.state == "paused":
+            raise errors.NotSupported(
+                "resuming a paused sandbox comes with memory snapshots (not yet)"
+            )
+        end = _now() + timedelta(seconds=self._clamp_timeout(timeout))
+        if end > sbx.end_at:
+            sbx.end_at = end
+            await asyncio.to_thread(self._save_end, sbx)
+        return sbx
+
+    def _save_end(self, sbx: LiveSandbox) -> None:
+        with self.database.session() as session:
+            session.execute(
+                sa.update(store.SandboxRecord)
+                .where(store.SandboxRecord.id == sbx.id)
+                .values(end_at=sbx.end_at)
+            )
+
+    async def pause(self, team_id: str, sandbox_id: str) -> None:
+        self.get(team_id, sandbox_id)
+        raise errors.NotSupported(
+            "pausing a sandbox (with its memory) is not implemented yet: it comes with CRIU snapshots"
+        )
+
+    async def metrics(self, team_id: str, sandbox_id: str) -> list[Metric]:
+        """One point, now: CPU use since the previous call (or since the start), memory, disk."""
+        sbx = self.get(team_id, sandbox_id)
+        try:
+            stats = await self.driver.stats(sandbox_id=sandbox_id)
+        except runtime_errors.SandboxNotFound:
+            raise errors.SandboxNotFound(sandbox_id) from None
+        except runtime_errors.RuntimeDriverError as exc:
+            raise errors.RuntimeFailure(
+                f"reading the sandbox's figures failed: {exc}"
+            ) from exc
+        now_mono = time.monotonic()
+        then, cpu_before = self._cpu_samples.get(
+            sandbox_id,
+            (now_mono - max((_now() - sbx.started_at).total_seconds(), 1e-3), 0),
+        )
+        self._cpu_samples[sandbox_id] = (now_mono, stats.cpu_usage_ns)
+        elapsed = max(now_mono - then, 1e-3)
+        pct = (
+            100.0
+            * (stats.cpu_usage_ns - cpu_before)
+            / 1e9
+            / elapsed
+            / max(stats.cpu_cores, 0.01)
+        )
+        return [
+            Metric(
+                timestamp=_now(),
+                cpu_count=max(1, math.ceil(stats.cpu_cores)),
+                cpu_used_pct=round(min(max(pct, 0.0), 100.0), 2),
+                mem_used=stats.memory_bytes,
+                mem_total=stats.memory_limit_bytes,
+                mem_cache=0,
+                disk_used=stats.disk_bytes,
+                disk_total=stats.disk_limit_bytes,
+            )
+        ]
+
+    # -- timers ----------------------------------------------------------------------------
+
+    async def end_due(self) -> float | None:
+        """End every sandbox past its end time; seconds until the next end time, if any."""
+        now = _now()
+        due = [
+            s.id
+            for s in self._live.values()
+            if s.end_at <= now and s.id not in self._ending
+        ]
+        if due:
+            await asyncio.gather(*(self._end(sid) for sid in due))
+        ends = [s.end_at for s in self._live.values() if s.id not in self._ending]
+        return max((min(ends) - _now()).total_seconds(), 0.0) if ends else None
+
+    async def end_all(self) -> None:
+        await asyncio.gather(*(self._end(sid) for sid in list(self._live)))
+
+    # -- the sandbox plane ------------------------------------------------------------------
+
+    def access_token(self, sandbox_id: str) -> str | None:
+        """The access token of a running sandbox (None when it was created without one)."""
+        sbx = self._live.get(sandbox_id)
+        if sbx is None or sbx.state != "running" or sandbox_id in self._ending:
+            raise target.SandboxGone(sandbox_id)
+        return sbx.access_token
+
+    async def resolve(
+        self, sandbox_id: str, access_token: str | None
+    ) -> target.SandboxTarget:
+        """The sandbox a sandbox-plane request names (`sandlot.agent.target.Resolver`)."""
+        sbx = self._live.get(sandbox_id)
+        if sbx is None or sbx.state != "running" or sandbox_id in self._ending:
+            raise target.SandboxGone(sandbox_id)
+        if sbx.secure and (
+            access_token is None
+            or sbx.access_token is None
+            or not hmac.compare_digest(access_token.encode(), sbx.access_token.encode())
+        ):
+            raise target.TokenRejected(sandbox_id)
+        found = self._targets.get(sandbox_id)
+        if found is None:
+            try:
+                info = await self.driver.info(sandbox_id=sandbox_id)
+                filesystem = await self.driver.filesystem(sandbox_id=sandbox_id)
+            except runtime_errors.RuntimeDriverError:
+                raise target.SandboxGone(sandbox_id) from None
+            found = target.SandboxTarget(
+                sandbox_id=sandbox_id,
+                driver=self.driver,
+                address=info.address,
+                filesystem=filesystem,
+                env=sbx.env_vars,
+            )
+            self._targets[sandbox_id] = found
+        return found
+
+
+def _encode_token(sbx: LiveSandbox) -> str:
+    raw = f"{sbx.started_at.isoformat()}|{sbx.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        started, sandbox_id = raw.split("|", 1)
+        when = datetime.fromisoformat(started)
+        if when.tzinfo is None:
+            raise ValueError("naive")
+        return when, sandbox_id
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidRequest(
+            f"nextToken {token!r} is not a token this server gave"
+        ) from None

@@ -1,0 +1,107 @@
+"""The tables: teams, their API keys, their sandboxes.
+
+API keys are stored as the sha256 of the key (a key is 160 random bits: a fast hash is enough,
+and it lets a request be authenticated by one indexed lookup) with a short display prefix.
+Sandbox rows stay after the sandbox ends (state ``killed``) as a record of what ran; lists and
+lookups only ever show live ones.
+
+Times are stored as naive UTC (SQLite has no time zones) and read back as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy import orm
+
+__all__ = ["ApiKey", "Base", "SandboxRecord", "Team", "UTCDateTime"]
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """An aware UTC datetime in Python, a naive UTC one in the database."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: sa.Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: datetime | None, dialect: sa.Dialect
+    ) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(orm.DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: sa.JSON,
+    }
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(32), primary_key=True)
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    created_at: orm.Mapped[datetime] = orm.mapped_column(default=_now)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: orm.Mapped[int] = orm.mapped_column(primary_key=True, autoincrement=True)
+    team_id: orm.Mapped[str] = orm.mapped_column(
+        sa.ForeignKey("teams.id", ondelete="CASCADE"), index=True
+    )
+    key_hash: orm.Mapped[str] = orm.mapped_column(sa.String(64), unique=True)
+    """sha256 of the whole key, hex."""
+    prefix: orm.Mapped[str] = orm.mapped_column(sa.String(16), index=True)
+    """The first characters of the key (``e2b_`` and 8 hex digits), to show and to revoke by."""
+    created_at: orm.Mapped[datetime] = orm.mapped_column(default=_now)
+    last_used_at: orm.Mapped[datetime | None]
+    revoked_at: orm.Mapped[datetime | None]
+
+
+class SandboxRecord(Base):
+    __tablename__ = "sandboxes"
+    __table_args__ = (
+        sa.Index("ix_sandboxes_team_state_started", "team_id", "state", "started_at"),
+    )
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(64), primary_key=True)
+    team_id: orm.Mapped[str] = orm.mapped_column(
+        sa.ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    template: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    alias: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
+    metadata_: orm.Mapped[dict[str, Any]] = orm.mapped_column("metadata", default=dict)
+    env_vars: orm.Mapped[dict[str, Any]] = orm.mapped_column(default=dict)
+    started_at: orm.Mapped[datetime]
+    end_at: orm.Mapped[datetime]
+    state: orm.Mapped[str] = orm.mapped_column(sa.String(16))
+    """``running``, ``paused`` or ``killed``."""
+    ended_at: orm.Mapped[datetime | None]
+    access_token: orm.Mapped[str | None] = orm.mapped_column(sa.String(128))
+    """The sandbox plane's ``X-Access-Token``; None when created ``secure: false``."""
+    secure: orm.Mapped[bool]
+    auto_pause: orm.Mapped[bool] = orm.mapped_column(default=False)
+    cpu_count: orm.Mapped[float] = orm.mapped_column(sa.Float())
+    memory_mb: orm.Mapped[int]
+    disk_mb: orm.Mapped[int]
+    pids: orm.Mapped[int]
+    allow_internet: orm.Mapped[bool]
+    network: orm.Mapped[dict[str, Any]] = orm.mapped_column(default=dict)
+    """``{"allowOut": [...], "denyOut": [...]}`` as the creator gave them (normalised)."""
