@@ -1,0 +1,336 @@
+"""``GET /files`` and ``POST /files``: file contents in and out of a sandbox, streamed.
+
+Neither direction holds a file in memory: a download is read in `CHUNK` pieces from a
+descriptor opened through `RootFS` (so a planted symlink cannot lead to a host file), an upload
+is written as its body arrives, multipart bodies parsed incrementally by python-multipart.
+File I/O runs in worker threads so that a slow disk never stalls the event loop.
+
+Wire details (docs/e2b-wire.md section 7): the user comes from the ``username`` query parameter;
+``Content-Encoding: gzip`` uploads are inflated as they stream; a download is gzipped when the
+request accepts gzip; ``X-Metadata-<key>`` headers become ``user.e2b.<key>`` xattrs; errors are
+JSON ``{"code": <status>, "message": ...}``; a full disk is 507. Signed URLs: `signature`
+computes E2B's ``v1_`` signature, which the app checks instead of an access token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import os
+import posixpath
+import re
+import stat
+import zlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from sandlot.agent import filesystem, rootfs, rpc
+
+__all__ = ["CHUNK", "download", "error_response", "signature", "upload"]
+
+CHUNK = 1024 * 1024
+MAX_PARTS = 1000
+_METADATA_KEY = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,200}$")
+_STATUS = {
+    rpc.InvalidArgument: 400,
+    rpc.NotFound: 404,
+    rpc.AlreadyExists: 409,
+    rpc.PermissionDenied: 403,
+    rpc.ResourceExhausted: 507,
+    rpc.Unavailable: 502,
+}
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"code": status, "message": message}, status_code=status)
+
+
+def _from_error(exc: rpc.AgentError) -> JSONResponse:
+    return error_response(_STATUS.get(type(exc), 500), str(exc))
+
+
+def signature(path: str, operation: str, user: str, token: str, expiration: int | None = None) -> str:
+    """E2B's signed-URL signature: ``v1_`` + unpadded base64 of a SHA-256 over the fields.
+
+    Example:
+        >>> signature("/a", "read", "", "tok")
+        'v1_...'
+    """
+    raw = f"{path}:{operation}:{user}:{token}"
+    if expiration is not None:
+        raw += f":{expiration}"
+    return "v1_" + base64.b64encode(hashlib.sha256(raw.encode()).digest()).decode().rstrip("=")
+
+
+def _user_and_path(root: rootfs.RootFS, call: rpc.Call, raw: str) -> tuple[rootfs.User, str]:
+    with filesystem.fs_errors(raw):
+        user = root.user(call.user)
+    try:
+        return user, root.absolute(raw, user.home)
+    except ValueError as exc:
+        raise rpc.InvalidArgument(str(exc)) from None
+
+
+def _accepts_gzip(header: str) -> bool:
+    for item in header.split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().removeprefix("q=").strip()
+            try:
+                return not q or float(q) > 0
+            except ValueError:
+                return False
+    return False
+
+
+# -- download ----------------------------------------------------------------------------------
+
+
+async def download(request: Request, call: rpc.Call) -> Response:
+    raw = request.query_params.get("path")
+    if not raw:
+        return error_response(400, "the path query parameter is required")
+    try:
+        root = await filesystem.open_root(call)
+    except rpc.AgentError as exc:
+        return _from_error(exc)
+
+    def open_file() -> tuple[int, str, os.stat_result]:
+        with root:
+            _, path = _user_and_path(root, call, raw)
+            with filesystem.fs_errors(path):
+                fd = root.open(path, os.O_RDONLY)
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    os.close(fd)
+                    raise rpc.InvalidArgument(f"path '{path}' is not a regular file")
+                return fd, path, st
+
+    try:
+        fd, path, st = await asyncio.to_thread(open_file)
+    except rpc.AgentError as exc:
+        return _from_error(exc)
+    gzipped = _accepts_gzip(request.headers.get("accept-encoding", ""))
+    headers = {"content-disposition": f"attachment; filename*=UTF-8''{_quote(posixpath.basename(path))}"}
+    if gzipped:
+        headers["content-encoding"] = "gzip"
+        headers["vary"] = "Accept-Encoding"
+    else:
+        headers["content-length"] = str(st.st_size)
+    return StreamingResponse(_read_chunks(fd, call, gzipped), media_type="application/octet-stream", headers=headers)
+
+
+def _quote(name: str) -> str:
+    from urllib.parse import quote
+
+    return quote(name, safe="")
+
+
+async def _read_chunks(fd: int, call: rpc.Call, gzipped: bool) -> AsyncIterator[bytes]:
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
+    try:
+        while True:
+            chunk = await asyncio.to_thread(os.read, fd, CHUNK)
+            if not chunk:
+                break
+            call.target.touch()
+            if compressor is None:
+                yield chunk
+            elif out := compressor.compress(chunk):
+                yield out
+        if compressor is not None:
+            yield compressor.flush()
+    finally:
+        os.close(fd)
+
+
+# -- upload ------------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Writes one uploaded file: parents made, truncated, owned by the user, metadata set."""
+
+    def __init__(self, root: rootfs.RootFS, call: rpc.Call, raw: str, metadata: dict[str, str]) -> None:
+        user, self.path = _user_and_path(root, call, raw)
+        if self.path == "/":
+            raise rpc.InvalidArgument("cannot write to the root directory")
+        with filesystem.fs_errors(self.path):
+            root.make_dirs(posixpath.dirname(self.path), user)
+            self.fd = root.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            with filesystem.fs_errors(self.path):
+                os.fchown(self.fd, *root.host_ids(user))
+                for key, value in metadata.items():
+                    os.setxattr(self.fd, f"{filesystem.XATTR_PREFIX}{key}", value.encode())
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.metadata = metadata
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        with filesystem.fs_errors(self.path):
+            while view:
+                view = view[os.write(self.fd, view) :]
+
+    def close(self) -> dict[str, Any]:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        entry: dict[str, Any] = {"name": posixpath.basename(self.path), "type": "file", "path": self.path}
+        if self.metadata:
+            entry["metadata"] = self.metadata
+        return entry
+
+    def abort(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _metadata(request: Request) -> dict[str, str]:
+    out = {}
+    for name, value in request.headers.items():
+        if name.lower().startswith("x-metadata-"):
+            key = name[len("x-metadata-") :]
+            if not _METADATA_KEY.match(key) or not value.isprintable() or len(value) > 4096:
+                raise rpc.InvalidArgument(f"metadata header {name!r} has an invalid key or value")
+            out[key] = value
+    return out
+
+
+async def _body(request: Request) -> AsyncIterator[bytes]:
+    """The request body, inflated when it came with ``Content-Encoding: gzip``."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        async for chunk in request.stream():
+            yield chunk
+        return
+    if encoding != "gzip":
+        raise rpc.InvalidArgument(f"content-encoding {encoding!r} is not supported (gzip or identity)")
+    inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
+    try:
+        async for chunk in request.stream():
+            data = inflater.decompress(chunk)
+            while data:
+                yield data
+                data = inflater.decompress(inflater.unconsumed_tail, CHUNK) if inflater.unconsumed_tail else b""
+        if not inflater.eof:
+            raise rpc.InvalidArgument("the gzip body is truncated")
+    except zlib.error as exc:
+        raise rpc.InvalidArgument(f"the body is not valid gzip: {exc}") from None
+
+
+async def upload(request: Request, call: rpc.Call) -> Response:
+    try:
+        metadata = _metadata(request)
+        root = await filesystem.open_root(call)
+    except rpc.AgentError as exc:
+        return _from_error(exc)
+    try:
+        content_type, params = parse_options_header(request.headers.get("content-type", ""))
+        if content_type == b"multipart/form-data":
+            entries = await _upload_multipart(request, call, root, params.get(b"boundary"), metadata)
+        else:
+            raw = request.query_params.get("path")
+            if not raw:
+                raise rpc.InvalidArgument("the path query parameter is required for a raw upload")
+            entries = [await _upload_raw(request, call, root, raw, metadata)]
+    except rpc.AgentError as exc:
+        return _from_error(exc)
+    except ValueError as exc:  # python-multipart's parse errors
+        return error_response(400, f"malformed multipart body: {exc}")
+    finally:
+        root.close()
+    if not entries:
+        return error_response(400, "the multipart body holds no file")
+    return JSONResponse(entries)
+
+
+async def _upload_raw(
+    request: Request, call: rpc.Call, root: rootfs.RootFS, raw: str, metadata: dict[str, str]
+) -> dict[str, Any]:
+    writer = await asyncio.to_thread(_Writer, root, call, raw, metadata)
+    try:
+        async for chunk in _body(request):
+            await asyncio.to_thread(writer.write, chunk)
+            call.target.touch()
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.close()
+
+
+async def _upload_multipart(
+    request: Request,
+    call: rpc.Call,
+    root: rootfs.RootFS,
+    boundary: bytes | None,
+    metadata: dict[str, str],
+) -> list[dict[str, Any]]:
+    if not boundary:
+        raise rpc.InvalidArgument("multipart/form-data needs a boundary")
+    query_path = request.query_params.get("path")
+    entries: list[dict[str, Any]] = []
+    state: dict[str, Any] = {"writer": None, "field": b"", "value": b"", "headers": {}}
+
+    def on_part_begin() -> None:
+        if len(entries) >= MAX_PARTS:
+            raise rpc.InvalidArgument(f"at most {MAX_PARTS} files per request")
+        state["headers"] = {}
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        state["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        state["headers"][state["field"].lower()] = state["value"]
+        state["field"], state["value"] = b"", b""
+
+    def on_headers_finished() -> None:
+        _, params = parse_options_header(state["headers"].get(b"content-disposition", b""))
+        filename = params.get(b"filename")
+        target = query_path or (filename.decode("utf-8", "surrogateescape") if filename else "")
+        if not target:
+            raise rpc.InvalidArgument("a file part needs a filename (its destination path) or ?path=")
+        state["writer"] = _Writer(root, call, target, metadata)
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["writer"].write(data[start:end])
+
+    def on_part_end() -> None:
+        writer = state["writer"]
+        state["writer"] = None
+        if writer is not None:
+            entries.append(writer.close())
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_headers_finished": on_headers_finished,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        async for chunk in _body(request):
+            await asyncio.to_thread(parser.write, chunk)
+            call.target.touch()
+        await asyncio.to_thread(parser.finalize)
+    finally:
+        if state["writer"] is not None:
+            with contextlib.suppress(OSError):
+                state["writer"].abort()
+    return entries
