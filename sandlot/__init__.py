@@ -1,3 +1,104 @@
-"""sandlot: a self-hostable sandbox platform."""
+"""sandlot: a self-hostable sandbox platform.
+
+The package root is the SDK's front door: everything in ``__all__`` is supported API, anything
+else may change without notice.
+
+Example:
+    >>> from sandlot import Sandbox, AsyncSandbox, SandlotError
+    >>> with Sandbox.create() as sbx:
+    ...     sbx.commands.run("echo hi").stdout
+    'hi\\n'
+"""
 
 __version__ = "0.1.0"
+
+from sandlot.sdk import (  # after __version__: the SDK reads it for its User-Agent
+    AlreadyExistsError,
+    AsyncCommandHandle,
+    AsyncCommands,
+    AsyncFiles,
+    AsyncFileStream,
+    AsyncPty,
+    AsyncSandbox,
+    AsyncWatchHandle,
+    AuthenticationError,
+    CommandExitError,
+    CommandHandle,
+    CommandResult,
+    Commands,
+    ConnectionConfig,
+    EntryInfo,
+    Files,
+    FileStream,
+    FileType,
+    InvalidArgumentError,
+    NotEnoughSpaceError,
+    NotFoundError,
+    PathNotFoundError,
+    PermissionDeniedError,
+    ProcessInfo,
+    ProtocolError,
+    Pty,
+    PtySize,
+    RateLimitedError,
+    Sandbox,
+    SandboxInfo,
+    SandboxMetrics,
+    SandboxNotFoundError,
+    SandboxNotRunningError,
+    SandlotError,
+    ServerError,
+    TimeoutError,
+    UnavailableError,
+    UnsupportedError,
+    WatchEvent,
+    WatchEventType,
+    WatchHandle,
+    WriteInfo,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "AsyncCommandHandle",
+    "AsyncCommands",
+    "AsyncFileStream",
+    "AsyncFiles",
+    "AsyncPty",
+    "AsyncSandbox",
+    "AsyncWatchHandle",
+    "AuthenticationError",
+    "CommandExitError",
+    "CommandHandle",
+    "CommandResult",
+    "Commands",
+    "ConnectionConfig",
+    "EntryInfo",
+    "FileStream",
+    "FileType",
+    "Files",
+    "InvalidArgumentError",
+    "NotEnoughSpaceError",
+    "NotFoundError",
+    "PathNotFoundError",
+    "PermissionDeniedError",
+    "ProcessInfo",
+    "ProtocolError",
+    "Pty",
+    "PtySize",
+    "RateLimitedError",
+    "Sandbox",
+    "SandboxInfo",
+    "SandboxMetrics",
+    "SandboxNotFoundError",
+    "SandboxNotRunningError",
+    "SandlotError",
+    "ServerError",
+    "TimeoutError",
+    "UnavailableError",
+    "UnsupportedError",
+    "WatchEvent",
+    "WatchEventType",
+    "WatchHandle",
+    "WriteInfo",
+    "__version__",
+]

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from sandlot.cli import demo, templates
+from sandlot.cli import demo, keys, sandbox, serve, templates
 
 __all__ = ["app"]
 
@@ -26,6 +26,9 @@ app = typer.Typer(
 )
 app.add_typer(templates.app, name="template")
 app.command("demo")(demo.demo)
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 @app.callback()

@@ -1,0 +1,97 @@
+"""The sandlot Python SDK, sync and async, speaking the E2B wire protocol to a sandlot server.
+
+Import from the package root (``from sandlot import Sandbox``); the modules below are private.
+``_core`` does no I/O, ``_async`` is the hand-written I/O code, ``_sync`` is generated from it.
+
+Example:
+    >>> from sandlot import Sandbox
+    >>> with Sandbox.create() as sbx:
+    ...     print(sbx.commands.run("uname -s").stdout)
+    Linux
+"""
+
+from sandlot.sdk._async.commands import AsyncCommandHandle, AsyncCommands
+from sandlot.sdk._async.files import AsyncFiles, AsyncFileStream, AsyncWatchHandle
+from sandlot.sdk._async.pty import AsyncPty
+from sandlot.sdk._async.sandbox import AsyncSandbox
+from sandlot.sdk._core.config import ConnectionConfig
+from sandlot.sdk._core.models import (
+    CommandResult,
+    EntryInfo,
+    FileType,
+    ProcessInfo,
+    PtySize,
+    SandboxInfo,
+    SandboxMetrics,
+    WatchEvent,
+    WatchEventType,
+    WriteInfo,
+)
+from sandlot.sdk._sync.commands import CommandHandle, Commands
+from sandlot.sdk._sync.files import Files, FileStream, WatchHandle
+from sandlot.sdk._sync.pty import Pty
+from sandlot.sdk._sync.sandbox import Sandbox
+from sandlot.sdk.exceptions import (
+    AlreadyExistsError,
+    AuthenticationError,
+    CommandExitError,
+    InvalidArgumentError,
+    NotEnoughSpaceError,
+    NotFoundError,
+    PathNotFoundError,
+    PermissionDeniedError,
+    ProtocolError,
+    RateLimitedError,
+    SandboxNotFoundError,
+    SandboxNotRunningError,
+    SandlotError,
+    ServerError,
+    TimeoutError,
+    UnavailableError,
+    UnsupportedError,
+)
+
+__all__ = [
+    "AlreadyExistsError",
+    "AsyncCommandHandle",
+    "AsyncCommands",
+    "AsyncFileStream",
+    "AsyncFiles",
+    "AsyncPty",
+    "AsyncSandbox",
+    "AsyncWatchHandle",
+    "AuthenticationError",
+    "CommandExitError",
+    "CommandHandle",
+    "CommandResult",
+    "Commands",
+    "ConnectionConfig",
+    "EntryInfo",
+    "FileStream",
+    "FileType",
+    "Files",
+    "InvalidArgumentError",
+    "NotEnoughSpaceError",
+    "NotFoundError",
+    "PathNotFoundError",
+    "PermissionDeniedError",
+    "ProcessInfo",
+    "ProtocolError",
+    "Pty",
+    "PtySize",
+    "RateLimitedError",
+    "Sandbox",
+    "SandboxInfo",
+    "SandboxMetrics",
+    "SandboxNotFoundError",
+    "SandboxNotRunningError",
+    "SandlotError",
+    "ServerError",
+    "TimeoutError",
+    "UnavailableError",
+    "UnsupportedError",
+    "WatchEvent",
+    "WatchEventType",
+    "WatchHandle",
+    "WriteInfo",
+]

@@ -1,0 +1,376 @@
+"""``AsyncSandbox``: create, connect to, inspect and kill sandboxes.
+
+This is the hand-written source of both SDK flavours: ``scripts/unasync.py`` turns it into
+``sandlot/sdk/_sync/sandbox.py`` (``Sandbox``), so every fix is made once. A sandbox object
+holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
+
+Configuration comes from arguments first, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``
+(see :class:`~sandlot.sdk._core.config.ConnectionConfig`). ``kill``, ``set_timeout``,
+``get_info`` and ``get_metrics`` work on an instance (``await sbx.kill()``) and on the class
+with an id (``await AsyncSandbox.kill("id")``), which needs no connect first.
+
+Example:
+    >>> async with await AsyncSandbox.create(metadata={"job": "42"}) as sbx:
+    ...     result = await sbx.commands.run("python3 -c 'print(6 * 7)'")
+    ...     print(result.stdout)
+    42
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from sandlot.sdk import exceptions
+from sandlot.sdk._async.commands import AsyncCommands
+from sandlot.sdk._async.connection import AsyncConnection
+from sandlot.sdk._async.files import AsyncFiles
+from sandlot.sdk._async.pty import AsyncPty
+from sandlot.sdk._core import api, models
+from sandlot.sdk._core.config import ConnectionConfig
+from sandlot.sdk._core.hybrid import hybrid
+
+__all__ = ["AsyncSandbox"]
+
+
+def _config(
+    config: ConnectionConfig | None,
+    api_url: str | None,
+    api_key: str | None,
+    request_timeout: float | None,
+) -> ConnectionConfig:
+    if config is not None:
+        return config
+    return ConnectionConfig.from_env(
+        api_url=api_url, api_key=api_key, request_timeout=60.0 if request_timeout is None else request_timeout
+    )
+
+
+class AsyncSandbox:
+    """A running sandbox: its processes (``commands``, ``pty``) and its files (``files``).
+
+    Get one from :meth:`create`, :meth:`connect` or :meth:`from_env`, not from the constructor.
+    Used as a context manager it is killed at the end of the block; :meth:`aclose` only closes
+    the connection and leaves the sandbox running.
+
+    Attributes:
+        sandbox_id: The sandbox's id.
+        template_id: The template it runs.
+        commands: Run commands (:class:`AsyncCommands`).
+        files: Read and write files (:class:`AsyncFiles`).
+        pty: Interactive terminals (:class:`AsyncPty`).
+
+    Example:
+        >>> sbx = await AsyncSandbox.create(timeout=600)
+        >>> await sbx.files.write("/tmp/x", "1")
+        >>> await sbx.kill()
+        True
+    """
+
+    def __init__(self, connection: AsyncConnection, handle: api.SandboxHandle) -> None:
+        self._connection = connection
+        self._handle = handle
+        self.sandbox_id = handle.sandbox_id
+        self.template_id = handle.template_id
+        headers = ConnectionConfig.sandbox_headers(handle.sandbox_id, handle.access_token)
+        self.commands = AsyncCommands(connection, headers)
+        self.files = AsyncFiles(connection, headers)
+        self.pty = AsyncPty(connection, self.commands)
+
+    def __repr__(self) -> str:
+        return f"<AsyncSandbox {self.sandbox_id} template={self.template_id}>"
+
+    @property
+    def envd_version(self) -> str:
+        """The sandbox-plane protocol version the server reports."""
+        return self._handle.envd_version
+
+    @property
+    def access_token(self) -> str | None:
+        """The sandbox's own access token (None for a sandbox created with ``secure=False``)."""
+        return self._handle.access_token
+
+    @property
+    def config(self) -> ConnectionConfig:
+        """Where this sandbox's server is, and the key used to reach it."""
+        return self._connection.config
+
+    # ---------------------------------------------------------------------- getting one
+
+    @classmethod
+    async def create(
+        cls,
+        template: str | None = None,
+        *,
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        envs: Mapping[str, str] | None = None,
+        secure: bool | None = None,
+        allow_internet_access: bool | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        request_timeout: float | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> AsyncSandbox:
+        """Create a sandbox and return it running.
+
+        Args:
+            template: Template name (default ``base``).
+            timeout: Seconds until the server ends the sandbox (server default: 300).
+            metadata: Your key/value labels, for ``list(metadata=...)``.
+            envs: Environment variables of every process in it.
+            secure: False creates it without an access token (anyone who knows the id can reach it).
+            allow_internet_access: Let it reach the internet (the server's default otherwise).
+            api_url: The server; default ``$SANDLOT_API_URL`` or ``http://127.0.0.1:3000``.
+            api_key: The team API key; default ``$SANDLOT_API_KEY``.
+            request_timeout: Seconds for one request (default 60; 0: none).
+            config: A complete connection config; overrides the three above.
+
+        Raises:
+            AuthenticationError: no key, or a wrong one.
+            RateLimitedError: the team's sandbox quota is used up.
+
+        Example:
+            >>> sbx = await AsyncSandbox.create("base", timeout=120, envs={"MODE": "test"})
+        """
+        connection = AsyncConnection(_config(config, api_url, api_key, request_timeout))
+        try:
+            request = api.create_sandbox(
+                template=template,
+                timeout=timeout,
+                metadata=metadata,
+                envs=envs,
+                secure=secure,
+                allow_internet_access=allow_internet_access,
+            )
+            handle = await connection.api(request, api.parse_handle)
+        except BaseException:
+            await connection.aclose()
+            raise
+        return cls(connection, handle)
+
+    @classmethod
+    async def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncSandbox:
+        """Create a sandbox on the server the environment names.
+
+        Reads ``SANDLOT_API_URL`` (default ``http://127.0.0.1:3000``) and ``SANDLOT_API_KEY`` from
+        ``environ`` (``os.environ`` if None); other arguments go to :meth:`create`.
+
+        Example:
+            >>> sbx = await AsyncSandbox.from_env({"SANDLOT_API_KEY": key}, template="base")
+        """
+        config = ConnectionConfig.from_env(environ)
+        return await cls.create(config=config, **kwargs)
+
+    @classmethod
+    async def connect(
+        cls,
+        sandbox_id: str,
+        *,
+        timeout: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        request_timeout: float | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> AsyncSandbox:
+        """Connect to an existing sandbox (resuming it if it was paused).
+
+        Args:
+            sandbox_id: Its id.
+            timeout: Make it live at least this many more seconds; a connect never shortens it.
+
+        Raises:
+            SandboxNotFoundError: no such sandbox in this team.
+
+        Example:
+            >>> sbx = await AsyncSandbox.connect("sbx-1f2e")
+        """
+        connection = AsyncConnection(_config(config, api_url, api_key, request_timeout))
+        try:
+            handle = await connection.api(api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+        except BaseException:
+            await connection.aclose()
+            raise
+        return cls(connection, handle)
+
+    @classmethod
+    async def list(
+        cls,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        state: Sequence[str] | str | None = None,
+        template: str | None = None,
+        started_after: datetime.datetime | None = None,
+        order: str | None = None,
+        limit: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> list[models.SandboxInfo]:
+        """The team's sandboxes, following the server's pages up to ``limit`` in all.
+
+        Args:
+            metadata: Only sandboxes whose metadata has all these pairs.
+            state: ``"running"``, ``"paused"``, or both (the default).
+            template: Only sandboxes of this template.
+            started_after: Only sandboxes started after this moment.
+            order: ``"asc"`` or ``"desc"`` by start time.
+            limit: At most this many (default: all).
+
+        Example:
+            >>> [s.sandbox_id for s in await AsyncSandbox.list(metadata={"job": "42"})]
+            ['sbx-1f2e']
+        """
+        found: list[models.SandboxInfo] = []
+        token = None
+        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+            while limit is None or len(found) < limit:
+                request = api.list_sandboxes(
+                    metadata=metadata,
+                    state=state,
+                    template=template,
+                    started_after=started_after,
+                    order=order,
+                    limit=None if limit is None else limit - len(found),
+                    next_token=token,
+                )
+                page, token = await connection.api(request, api.parse_list)
+                found.extend(page)
+                if not token or not page:
+                    break
+        return found if limit is None else found[:limit]
+
+    # ------------------------------------------------------- instance-or-class operations
+
+    async def _kill_self(self) -> bool:
+        return await self._connection.api(api.kill_sandbox(self.sandbox_id), api.parse_kill)
+
+    @classmethod
+    async def _kill_by_id(
+        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
+    ) -> bool:
+        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+            return await connection.api(api.kill_sandbox(sandbox_id), api.parse_kill)
+
+    kill = hybrid(
+        _kill_self,
+        _kill_by_id,
+        """Kill the sandbox now. Returns False if it did not exist (any more).
+
+        Example:
+            >>> await sbx.kill()
+            True
+            >>> await AsyncSandbox.kill("sbx-1f2e")
+            False
+        """,
+    )
+
+    async def _set_timeout_self(self, timeout: int) -> None:
+        await self._connection.api(api.set_timeout(self.sandbox_id, timeout), api.parse_empty)
+
+    @classmethod
+    async def _set_timeout_by_id(
+        cls,
+        sandbox_id: str,
+        timeout: int,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> None:
+        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+            await connection.api(api.set_timeout(sandbox_id, timeout), api.parse_empty)
+
+    set_timeout = hybrid(
+        _set_timeout_self,
+        _set_timeout_by_id,
+        """End the sandbox ``timeout`` seconds from now (shorter or longer than before).
+
+        Example:
+            >>> await sbx.set_timeout(3600)
+            >>> await AsyncSandbox.set_timeout("sbx-1f2e", 60)
+        """,
+    )
+
+    async def _get_info_self(self) -> models.SandboxInfo:
+        return await self._connection.api(api.get_sandbox(self.sandbox_id), api.parse_info)
+
+    @classmethod
+    async def _get_info_by_id(
+        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
+    ) -> models.SandboxInfo:
+        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+            return await connection.api(api.get_sandbox(sandbox_id), api.parse_info)
+
+    get_info = hybrid(
+        _get_info_self,
+        _get_info_by_id,
+        """The sandbox as the control plane sees it: state, template, times, metadata, limits.
+
+        Example:
+            >>> (await sbx.get_info()).state
+            'running'
+        """,
+    )
+
+    async def _get_metrics_self(
+        self, *, start: datetime.datetime | None = None, end: datetime.datetime | None = None
+    ) -> list[models.SandboxMetrics]:
+        return await self._connection.api(api.get_metrics(self.sandbox_id, start=start, end=end), api.parse_metrics)
+
+    @classmethod
+    async def _get_metrics_by_id(
+        cls,
+        sandbox_id: str,
+        *,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> list[models.SandboxMetrics]:
+        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+            return await connection.api(api.get_metrics(sandbox_id, start=start, end=end), api.parse_metrics)
+
+    get_metrics = hybrid(
+        _get_metrics_self,
+        _get_metrics_by_id,
+        """CPU, memory and disk samples of the sandbox, oldest first.
+
+        Example:
+            >>> (await sbx.get_metrics())[-1].mem_used
+            31457280
+        """,
+    )
+
+    # ---------------------------------------------------------------------- lifetime
+
+    async def is_running(self) -> bool:
+        """Whether the sandbox is still running (asks the control plane).
+
+        Example:
+            >>> await sbx.is_running()
+            True
+        """
+        try:
+            return (await self.get_info()).state == "running"
+        except exceptions.NotFoundError:
+            return False
+
+    async def aclose(self) -> None:
+        """Close this object's connection; the sandbox goes on running until its timeout.
+
+        Example:
+            >>> await sbx.aclose()
+        """
+        await self._connection.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self.kill()
+        finally:
+            await self.aclose()

@@ -1,0 +1,313 @@
+"""The Connect protocol (v1, JSON codec) as bytes in and bytes out, without any I/O.
+
+The sandbox plane speaks Connect: a unary call is a POST of one JSON message answered by one
+JSON message; a streaming call frames every message in an *envelope* — one flag byte, a
+big-endian u32 length, the JSON payload — and ends with an end-of-stream envelope (flag
+``0x02``) whose payload may carry an ``error``. docs/e2b-wire.md §4 is the reference.
+
+Everything here is a pure function or a small state machine fed with bytes, so the I/O code in
+``_async`` (and the ``_sync`` code generated from it) only moves bytes, and the tests can feed
+real byte strings without a server.
+
+Example:
+    >>> frame = encode_envelope({"process": {"pid": 1}})
+    >>> decoder = EnvelopeDecoder()
+    >>> [e.message() for e in decoder.feed(frame)]
+    [{'process': {'pid': 1}}]
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+from sandlot.sdk import exceptions
+from sandlot.sdk._core import errors
+
+__all__ = [
+    "FLAG_COMPRESSED",
+    "FLAG_END_STREAM",
+    "STREAM_CONTENT_TYPE",
+    "Envelope",
+    "EnvelopeDecoder",
+    "b64decode",
+    "b64encode",
+    "basic_auth",
+    "check_end_stream",
+    "encode_envelope",
+    "parse_unary",
+    "stream_headers",
+    "unary_headers",
+]
+
+FLAG_COMPRESSED = 0x01
+FLAG_END_STREAM = 0x02
+STREAM_CONTENT_TYPE = "application/connect+json"
+KEEPALIVE_INTERVAL = 50  # seconds; what the e2b SDK asks for, so proxies never see a silent stream
+_HEADER = struct.Struct(">BI")
+MAX_MESSAGE = 64 * 1024 * 1024  # a bigger length field means a broken stream, not a big message
+
+
+def encode_message(message: dict[str, Any]) -> bytes:
+    """Compact JSON, as Connect's JSON codec sends it.
+
+    Example:
+        >>> encode_message({"a": 1})
+        b'{"a":1}'
+    """
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_envelope(message: dict[str, Any], flags: int = 0) -> bytes:
+    """One enveloped message: flags, length, JSON payload.
+
+    Example:
+        >>> encode_envelope({})
+        b'\\x00\\x00\\x00\\x00\\x02{}'
+    """
+    payload = encode_message(message)
+    return _HEADER.pack(flags, len(payload)) + payload
+
+
+@dataclasses.dataclass(frozen=True)
+class Envelope:
+    """One frame of a Connect stream.
+
+    Example:
+        >>> Envelope(FLAG_END_STREAM, b"{}").end_stream
+        True
+    """
+
+    flags: int
+    payload: bytes
+
+    @property
+    def end_stream(self) -> bool:
+        return bool(self.flags & FLAG_END_STREAM)
+
+    def message(self) -> dict[str, Any]:
+        """The payload parsed as a JSON object.
+
+        Raises:
+            ProtocolError: if it is compressed or not a JSON object.
+        """
+        if self.flags & FLAG_COMPRESSED:
+            raise exceptions.ProtocolError("the server sent a compressed envelope; none was negotiated")
+        try:
+            value = json.loads(self.payload) if self.payload else {}
+        except ValueError as exc:
+            raise exceptions.ProtocolError(f"invalid JSON in a stream envelope: {exc}") from exc
+        if not isinstance(value, dict):
+            raise exceptions.ProtocolError("a stream envelope does not hold a JSON object")
+        return value
+
+
+class EnvelopeDecoder:
+    """Cuts a byte stream into envelopes, whatever the chunk boundaries.
+
+    Example:
+        >>> frame = encode_envelope({"x": 1})
+        >>> decoder = EnvelopeDecoder()
+        >>> decoder.feed(frame[:3]), [e.payload for e in decoder.feed(frame[3:])]
+        ([], [b'{"x":1}'])
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Envelope]:
+        """Add ``data`` and return every envelope it completes."""
+        self._buffer += data
+        out = []
+        while len(self._buffer) >= _HEADER.size:
+            flags, length = _HEADER.unpack_from(self._buffer)
+            if length > MAX_MESSAGE:
+                raise exceptions.ProtocolError(f"stream envelope of {length} bytes is too large")
+            end = _HEADER.size + length
+            if len(self._buffer) < end:
+                break
+            out.append(Envelope(flags, bytes(self._buffer[_HEADER.size : end])))
+            del self._buffer[:end]
+        return out
+
+    @property
+    def pending(self) -> int:
+        """Bytes received that do not yet make a whole envelope."""
+        return len(self._buffer)
+
+    def close(self) -> None:
+        """Declare the stream over; leftover bytes mean it was cut mid-envelope.
+
+        Raises:
+            ProtocolError: if part of an envelope is left.
+        """
+        if self._buffer:
+            raise exceptions.ProtocolError(f"the stream ended inside an envelope ({len(self._buffer)} bytes left)")
+
+
+def check_end_stream(envelope: Envelope, *, context: str | None = None) -> None:
+    """Raise the error an end-of-stream envelope carries, if any.
+
+    Example:
+        >>> check_end_stream(Envelope(FLAG_END_STREAM, b'{"error":{"code":"deadline_exceeded","message":"late"}}'))
+        Traceback (most recent call last):
+        sandlot.sdk.exceptions.TimeoutError: late
+    """
+    end = envelope.message()
+    error = end.get("error")
+    if error:
+        if not isinstance(error, dict):
+            raise exceptions.ProtocolError(f"malformed end-of-stream error: {error!r}")
+        raise errors.error_from_connect(
+            str(error.get("code") or "unknown"), str(error.get("message") or ""), context=context
+        )
+
+
+def parse_unary(status: int, content_type: str, body: bytes, *, context: str | None = None) -> dict[str, Any]:
+    """The response message of a unary call, or the mapped error.
+
+    Args:
+        status: The HTTP status.
+        content_type: The ``Content-Type`` header (parameters allowed).
+        body: The raw body.
+        context: Narrows ``not_found`` (``"filesystem"`` → :class:`PathNotFoundError`).
+
+    Example:
+        >>> parse_unary(200, "application/json", b'{"entry":{"name":"a"}}')
+        {'entry': {'name': 'a'}}
+        >>> parse_unary(404, "application/json", b'{"code":"not_found","message":"no /x"}', context="filesystem")
+        Traceback (most recent call last):
+        sandlot.sdk.exceptions.PathNotFoundError: no /x
+    """
+    if status != 200:
+        try:
+            parsed = json.loads(body) if body else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict) and isinstance(parsed.get("code"), str) and parsed["code"] in errors.CODES:
+            return _raise(errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context))
+        raise errors.error_from_http(status, body, context=context)
+    if not content_type.split(";")[0].strip().lower() == "application/json":
+        raise exceptions.ProtocolError(f"unexpected content type {content_type!r} on a unary answer")
+    try:
+        value = json.loads(body) if body else {}
+    except ValueError as exc:
+        raise exceptions.ProtocolError(f"invalid JSON in a unary answer: {exc}") from exc
+    if not isinstance(value, dict):
+        raise exceptions.ProtocolError("a unary answer is not a JSON object")
+    return value
+
+
+def check_stream_response(status: int, content_type: str, body: bytes = b"", *, context: str | None = None) -> None:
+    """Check the head of a streaming answer; a non-200 one carries a unary-style error.
+
+    Example:
+        >>> check_stream_response(200, "application/connect+json")
+        >>> check_stream_response(200, "application/connect+json; charset=utf-8")
+        Traceback (most recent call last):
+        sandlot.sdk.exceptions.ProtocolError: invalid stream content type 'application/connect+json; charset=utf-8'
+    """
+    if status != 200:
+        parse_unary(status, "application/json", body, context=context)
+        raise exceptions.ProtocolError(f"stream answered with HTTP {status}")
+    if content_type.strip().lower() != STREAM_CONTENT_TYPE:
+        raise exceptions.ProtocolError(f"invalid stream content type {content_type!r}")
+
+
+def unary_headers(timeout: float | None) -> dict[str, str]:
+    """Headers of a unary Connect call with a deadline of ``timeout`` seconds (None: no deadline).
+
+    Example:
+        >>> unary_headers(60)["connect-timeout-ms"]
+        '60000'
+    """
+    headers = {
+        "connect-protocol-version": "1",
+        "content-type": "application/json",
+        "accept-encoding": "identity",
+        "content-encoding": "identity",
+    }
+    if timeout:
+        headers["connect-timeout-ms"] = str(int(timeout * 1000))
+    return headers
+
+
+def stream_headers(timeout: float | None, *, keepalive: bool = True) -> dict[str, str]:
+    """Headers of a streaming Connect call; ``timeout`` None or 0 means no deadline.
+
+    Example:
+        >>> stream_headers(None)["content-type"]
+        'application/connect+json'
+    """
+    headers = {
+        "connect-protocol-version": "1",
+        "content-type": STREAM_CONTENT_TYPE,
+        "connect-content-encoding": "identity",
+        "connect-accept-encoding": "identity",
+        "accept-encoding": "identity",
+    }
+    if timeout:
+        headers["connect-timeout-ms"] = str(int(timeout * 1000))
+    if keepalive:
+        headers["keepalive-ping-interval"] = str(KEEPALIVE_INTERVAL)
+    return headers
+
+
+def basic_auth(user: str | None) -> dict[str, str]:
+    """The header that selects the Linux user of an RPC (none: the server's default user).
+
+    Example:
+        >>> basic_auth("root")
+        {'authorization': 'Basic cm9vdDo='}
+    """
+    if user is None:
+        return {}
+    return {"authorization": "Basic " + base64.b64encode(f"{user}:".encode()).decode()}
+
+
+def b64encode(data: bytes) -> str:
+    """Standard padded base64, as proto3 JSON writes ``bytes``.
+
+    Example:
+        >>> b64encode(b"hi\\n")
+        'aGkK'
+    """
+    return base64.b64encode(data).decode("ascii")
+
+
+def b64decode(value: str) -> bytes:
+    """Proto3 JSON ``bytes``: standard or URL-safe base64, padded or not.
+
+    Example:
+        >>> b64decode("aGkK"), b64decode("_-8")
+        (b'hi\\n', b'\\xff\\xef')
+    """
+    value = value.replace("-", "+").replace("_", "/")
+    return base64.b64decode(value + "=" * (-len(value) % 4))
+
+
+def iter_messages(decoder: EnvelopeDecoder, data: bytes, *, context: str | None = None) -> Iterator[dict[str, Any] | None]:
+    """Messages completed by ``data``; ``None`` marks a clean end of stream.
+
+    Raises:
+        SandlotError: the mapped error of an end-of-stream envelope carrying one.
+
+    Example:
+        >>> d = EnvelopeDecoder()
+        >>> list(iter_messages(d, encode_envelope({"a": 1}) + encode_envelope({}, FLAG_END_STREAM)))
+        [{'a': 1}, None]
+    """
+    for envelope in decoder.feed(data):
+        if envelope.end_stream:
+            check_end_stream(envelope, context=context)
+            yield None
+        else:
+            yield envelope.message()
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc

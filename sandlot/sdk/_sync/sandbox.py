@@ -1,0 +1,378 @@
+# Generated from sandlot/sdk/_async/sandbox.py by scripts/unasync.py. DO NOT EDIT.
+# ruff: noqa
+"""``Sandbox``: create, connect to, inspect and kill sandboxes.
+
+This is the hand-written source of both SDK flavours: ``scripts/unasync.py`` turns it into
+``sandlot/sdk/_sync/sandbox.py`` (``Sandbox``), so every fix is made once. A sandbox object
+holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
+
+Configuration comes from arguments first, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``
+(see :class:`~sandlot.sdk._core.config.ConnectionConfig`). ``kill``, ``set_timeout``,
+``get_info`` and ``get_metrics`` work on an instance (``sbx.kill()``) and on the class
+with an id (``Sandbox.kill("id")``), which needs no connect first.
+
+Example:
+    >>> with Sandbox.create(metadata={"job": "42"}) as sbx:
+    ...     result = sbx.commands.run("python3 -c 'print(6 * 7)'")
+    ...     print(result.stdout)
+    42
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from typing import Any, Self
+
+from sandlot.sdk import exceptions
+from sandlot.sdk._sync.commands import Commands
+from sandlot.sdk._sync.connection import Connection
+from sandlot.sdk._sync.files import Files
+from sandlot.sdk._sync.pty import Pty
+from sandlot.sdk._core import api, models
+from sandlot.sdk._core.config import ConnectionConfig
+from sandlot.sdk._core.hybrid import hybrid
+
+__all__ = ["Sandbox"]
+
+
+def _config(
+    config: ConnectionConfig | None,
+    api_url: str | None,
+    api_key: str | None,
+    request_timeout: float | None,
+) -> ConnectionConfig:
+    if config is not None:
+        return config
+    return ConnectionConfig.from_env(
+        api_url=api_url, api_key=api_key, request_timeout=60.0 if request_timeout is None else request_timeout
+    )
+
+
+class Sandbox:
+    """A running sandbox: its processes (``commands``, ``pty``) and its files (``files``).
+
+    Get one from :meth:`create`, :meth:`connect` or :meth:`from_env`, not from the constructor.
+    Used as a context manager it is killed at the end of the block; :meth:`close` only closes
+    the connection and leaves the sandbox running.
+
+    Attributes:
+        sandbox_id: The sandbox's id.
+        template_id: The template it runs.
+        commands: Run commands (:class:`Commands`).
+        files: Read and write files (:class:`Files`).
+        pty: Interactive terminals (:class:`Pty`).
+
+    Example:
+        >>> sbx = Sandbox.create(timeout=600)
+        >>> sbx.files.write("/tmp/x", "1")
+        >>> sbx.kill()
+        True
+    """
+
+    def __init__(self, connection: Connection, handle: api.SandboxHandle) -> None:
+        self._connection = connection
+        self._handle = handle
+        self.sandbox_id = handle.sandbox_id
+        self.template_id = handle.template_id
+        headers = ConnectionConfig.sandbox_headers(handle.sandbox_id, handle.access_token)
+        self.commands = Commands(connection, headers)
+        self.files = Files(connection, headers)
+        self.pty = Pty(connection, self.commands)
+
+    def __repr__(self) -> str:
+        return f"<Sandbox {self.sandbox_id} template={self.template_id}>"
+
+    @property
+    def envd_version(self) -> str:
+        """The sandbox-plane protocol version the server reports."""
+        return self._handle.envd_version
+
+    @property
+    def access_token(self) -> str | None:
+        """The sandbox's own access token (None for a sandbox created with ``secure=False``)."""
+        return self._handle.access_token
+
+    @property
+    def config(self) -> ConnectionConfig:
+        """Where this sandbox's server is, and the key used to reach it."""
+        return self._connection.config
+
+    # ---------------------------------------------------------------------- getting one
+
+    @classmethod
+    def create(
+        cls,
+        template: str | None = None,
+        *,
+        timeout: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        envs: Mapping[str, str] | None = None,
+        secure: bool | None = None,
+        allow_internet_access: bool | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        request_timeout: float | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> Sandbox:
+        """Create a sandbox and return it running.
+
+        Args:
+            template: Template name (default ``base``).
+            timeout: Seconds until the server ends the sandbox (server default: 300).
+            metadata: Your key/value labels, for ``list(metadata=...)``.
+            envs: Environment variables of every process in it.
+            secure: False creates it without an access token (anyone who knows the id can reach it).
+            allow_internet_access: Let it reach the internet (the server's default otherwise).
+            api_url: The server; default ``$SANDLOT_API_URL`` or ``http://127.0.0.1:3000``.
+            api_key: The team API key; default ``$SANDLOT_API_KEY``.
+            request_timeout: Seconds for one request (default 60; 0: none).
+            config: A complete connection config; overrides the three above.
+
+        Raises:
+            AuthenticationError: no key, or a wrong one.
+            RateLimitedError: the team's sandbox quota is used up.
+
+        Example:
+            >>> sbx = Sandbox.create("base", timeout=120, envs={"MODE": "test"})
+        """
+        connection = Connection(_config(config, api_url, api_key, request_timeout))
+        try:
+            request = api.create_sandbox(
+                template=template,
+                timeout=timeout,
+                metadata=metadata,
+                envs=envs,
+                secure=secure,
+                allow_internet_access=allow_internet_access,
+            )
+            handle = connection.api(request, api.parse_handle)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, handle)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Sandbox:
+        """Create a sandbox on the server the environment names.
+
+        Reads ``SANDLOT_API_URL`` (default ``http://127.0.0.1:3000``) and ``SANDLOT_API_KEY`` from
+        ``environ`` (``os.environ`` if None); other arguments go to :meth:`create`.
+
+        Example:
+            >>> sbx = Sandbox.from_env({"SANDLOT_API_KEY": key}, template="base")
+        """
+        config = ConnectionConfig.from_env(environ)
+        return cls.create(config=config, **kwargs)
+
+    @classmethod
+    def connect(
+        cls,
+        sandbox_id: str,
+        *,
+        timeout: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        request_timeout: float | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> Sandbox:
+        """Connect to an existing sandbox (resuming it if it was paused).
+
+        Args:
+            sandbox_id: Its id.
+            timeout: Make it live at least this many more seconds; a connect never shortens it.
+
+        Raises:
+            SandboxNotFoundError: no such sandbox in this team.
+
+        Example:
+            >>> sbx = Sandbox.connect("sbx-1f2e")
+        """
+        connection = Connection(_config(config, api_url, api_key, request_timeout))
+        try:
+            handle = connection.api(api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+        except BaseException:
+            connection.close()
+            raise
+        return cls(connection, handle)
+
+    @classmethod
+    def list(
+        cls,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        state: Sequence[str] | str | None = None,
+        template: str | None = None,
+        started_after: datetime.datetime | None = None,
+        order: str | None = None,
+        limit: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> list[models.SandboxInfo]:
+        """The team's sandboxes, following the server's pages up to ``limit`` in all.
+
+        Args:
+            metadata: Only sandboxes whose metadata has all these pairs.
+            state: ``"running"``, ``"paused"``, or both (the default).
+            template: Only sandboxes of this template.
+            started_after: Only sandboxes started after this moment.
+            order: ``"asc"`` or ``"desc"`` by start time.
+            limit: At most this many (default: all).
+
+        Example:
+            >>> [s.sandbox_id for s in Sandbox.list(metadata={"job": "42"})]
+            ['sbx-1f2e']
+        """
+        found: list[models.SandboxInfo] = []
+        token = None
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            while limit is None or len(found) < limit:
+                request = api.list_sandboxes(
+                    metadata=metadata,
+                    state=state,
+                    template=template,
+                    started_after=started_after,
+                    order=order,
+                    limit=None if limit is None else limit - len(found),
+                    next_token=token,
+                )
+                page, token = connection.api(request, api.parse_list)
+                found.extend(page)
+                if not token or not page:
+                    break
+        return found if limit is None else found[:limit]
+
+    # ------------------------------------------------------- instance-or-class operations
+
+    def _kill_self(self) -> bool:
+        return self._connection.api(api.kill_sandbox(self.sandbox_id), api.parse_kill)
+
+    @classmethod
+    def _kill_by_id(
+        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
+    ) -> bool:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return connection.api(api.kill_sandbox(sandbox_id), api.parse_kill)
+
+    kill = hybrid(
+        _kill_self,
+        _kill_by_id,
+        """Kill the sandbox now. Returns False if it did not exist (any more).
+
+        Example:
+            >>> sbx.kill()
+            True
+            >>> Sandbox.kill("sbx-1f2e")
+            False
+        """,
+    )
+
+    def _set_timeout_self(self, timeout: int) -> None:
+        self._connection.api(api.set_timeout(self.sandbox_id, timeout), api.parse_empty)
+
+    @classmethod
+    def _set_timeout_by_id(
+        cls,
+        sandbox_id: str,
+        timeout: int,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> None:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            connection.api(api.set_timeout(sandbox_id, timeout), api.parse_empty)
+
+    set_timeout = hybrid(
+        _set_timeout_self,
+        _set_timeout_by_id,
+        """End the sandbox ``timeout`` seconds from now (shorter or longer than before).
+
+        Example:
+            >>> sbx.set_timeout(3600)
+            >>> Sandbox.set_timeout("sbx-1f2e", 60)
+        """,
+    )
+
+    def _get_info_self(self) -> models.SandboxInfo:
+        return self._connection.api(api.get_sandbox(self.sandbox_id), api.parse_info)
+
+    @classmethod
+    def _get_info_by_id(
+        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
+    ) -> models.SandboxInfo:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return connection.api(api.get_sandbox(sandbox_id), api.parse_info)
+
+    get_info = hybrid(
+        _get_info_self,
+        _get_info_by_id,
+        """The sandbox as the control plane sees it: state, template, times, metadata, limits.
+
+        Example:
+            >>> (sbx.get_info()).state
+            'running'
+        """,
+    )
+
+    def _get_metrics_self(
+        self, *, start: datetime.datetime | None = None, end: datetime.datetime | None = None
+    ) -> list[models.SandboxMetrics]:
+        return self._connection.api(api.get_metrics(self.sandbox_id, start=start, end=end), api.parse_metrics)
+
+    @classmethod
+    def _get_metrics_by_id(
+        cls,
+        sandbox_id: str,
+        *,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> list[models.SandboxMetrics]:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return connection.api(api.get_metrics(sandbox_id, start=start, end=end), api.parse_metrics)
+
+    get_metrics = hybrid(
+        _get_metrics_self,
+        _get_metrics_by_id,
+        """CPU, memory and disk samples of the sandbox, oldest first.
+
+        Example:
+            >>> (sbx.get_metrics())[-1].mem_used
+            31457280
+        """,
+    )
+
+    # ---------------------------------------------------------------------- lifetime
+
+    def is_running(self) -> bool:
+        """Whether the sandbox is still running (asks the control plane).
+
+        Example:
+            >>> sbx.is_running()
+            True
+        """
+        try:
+            return (self.get_info()).state == "running"
+        except exceptions.NotFoundError:
+            return False
+
+    def close(self) -> None:
+        """Close this object's connection; the sandbox goes on running until its timeout.
+
+        Example:
+            >>> sbx.close()
+        """
+        self._connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.kill()
+        finally:
+            self.close()
