@@ -16,7 +16,7 @@ import pytest
 from sandlot.runtime import _utils, base, errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
-from tests.conftest import EMPTY, census, test_settings
+from tests.conftest import census, test_settings
 from tests.runtime.conftest import SandboxFactory, collect, new_id, run
 
 
@@ -211,6 +211,7 @@ async def test_reconcile_after_a_crash(data_root: Path) -> None:
     """A second driver on the same data dir stands for the daemon after a restart."""
     settings = test_settings(data_root / "reconcile", f"t{os.getpid()}b")
     first = await RuncDriver(settings).open()
+    before = census(first)
     keep, drop = new_id(), new_id()
     for sid in (keep, drop):
         await first.create(spec=models.SandboxSpec(sandbox_id=sid, network=models.NetworkPolicy(internet=False)))
@@ -226,7 +227,7 @@ async def test_reconcile_after_a_crash(data_root: Path) -> None:
     assert report.removed == ()
     await first.aclose()
     await second.aclose()
-    assert not census(second).leaks_since(EMPTY)
+    assert not census(second).leaks_since(before)
 
 
 async def test_orphans_handed_to_the_driver_are_reaped(driver: RuncDriver) -> None:
