@@ -117,9 +117,7 @@ def _descendants() -> frozenset[str]:
         except OSError:
             continue
         name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-        state, parent = stat.rsplit(b")", 1)[1].split()[:2]
-        name += f" ({state.decode()})"
-        ppid = int(parent)
+        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
         names[int(entry)] = name
     found, todo = set(), [os.getpid()]
