@@ -8,6 +8,7 @@ driver serves it is chosen by name from the ``sandlot.runtime_drivers`` entry po
 
 from __future__ import annotations
 
+import builtins
 import enum
 from collections.abc import AsyncIterator, Collection
 from typing import Protocol
@@ -70,7 +71,7 @@ class RuntimeDriver(Protocol):
     async def attach(self, *, sandbox_id: str, pid: int) -> Process:
         """A new handle on a running process: its output from now on, its stdin, its exit."""
 
-    async def processes(self, *, sandbox_id: str) -> list[models.ProcessInfo]:
+    async def processes(self, *, sandbox_id: str) -> builtins.list[models.ProcessInfo]:
         """The processes started through `start` that are still running."""
 
     async def pause(self, *, sandbox_id: str) -> None:

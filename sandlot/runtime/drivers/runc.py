@@ -22,6 +22,7 @@ container, so each container's init becomes our child and is reaped here (`_util
 
 from __future__ import annotations
 
+import builtins
 import asyncio
 import contextlib
 import ctypes
@@ -370,7 +371,7 @@ class RuncDriver:
     async def attach(self, *, sandbox_id: str, pid: int) -> base.Process:
         return await self._running(sandbox_id).attach(pid)
 
-    async def processes(self, *, sandbox_id: str) -> list[models.ProcessInfo]:
+    async def processes(self, *, sandbox_id: str) -> builtins.list[models.ProcessInfo]:
         return await self._running(sandbox_id).list()
 
     # -- pause, stats, destroy ----------------------------------------------------------
@@ -459,7 +460,7 @@ class RuncDriver:
 
     async def fork(
         self, *, sandbox_id: str, children: Sequence[models.SandboxSpec], image_dir: Path
-    ) -> list[models.SandboxInfo]:
+    ) -> builtins.list[models.SandboxInfo]:
         """New sandboxes, each a copy of ``sandbox_id``'s memory and files as they are now.
 
         The original is frozen for the checkpoint (kept in ``image_dir``, which must not
