@@ -142,14 +142,16 @@ def test_restart_keeps_sandboxes(server: Server, cleanup: list[str]) -> None:
     # The adopted sandboxes' inits were handed to this process (the session's subreaper) when
     # the first server exited, so their zombies are ours to reap: the session driver's orphan
     # reaper would, but its event loop does not run during a sync test.
-    for _ in range(50):
-        zombies = [
-            int(p.split()[0]) for p in conftest._descendants() if p.endswith("init (Z)")
+    # Wait for them to have died too, not only for the zombies of the moment: the short one's
+    # 404 comes as soon as its end begins, before its init is killed.
+    for _ in range(100):
+        inits = [
+            int(p.split()[0]) for p in conftest._descendants() if p.endswith(" init")
         ]
-        for pid in zombies:
+        for pid in inits:
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-        if not zombies:
+                os.waitpid(pid, os.WNOHANG)  # reaps it once it is a zombie
+        if not inits:
             break
         time.sleep(0.1)
 
