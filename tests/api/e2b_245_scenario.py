@@ -1,4 +1,4 @@
-"""Lifecycle scenarios through e2b 2.45.1 (the v1 create and connect routes).
+"""Lifecycle, command, file and terminal scenarios through e2b 2.45.1 (the v1 routes).
 
 Run by test_e2b_245.py with the interpreter of a separate venv holding e2b==2.45.1, with
 E2B_API_URL, E2B_SANDBOX_URL and E2B_API_KEY pointing at the test server, and a second
@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 
 import e2b
-from e2b import Sandbox
+from e2b import CommandExitException, PtySize, Sandbox
 from e2b.exceptions import AuthenticationException, NotFoundException
 from e2b.sandbox.sandbox_api import SandboxQuery
 
@@ -80,6 +80,42 @@ try:
     except AuthenticationException:
         pass
     print("401 ok")
+
+    # Commands, files and a terminal through 2.45.1's envd layer.
+    run = sbx.commands.run("echo hello; echo oops >&2; printf '%s' \"ü $HOME\"")
+    assert (run.stdout, run.stderr, run.exit_code) == ("hello\nü /home/user", "oops\n", 0), run
+    try:
+        sbx.commands.run("exit 3")
+        raise AssertionError("a failing command did not raise")
+    except CommandExitException as exc:
+        assert exc.exit_code == 3
+    who = sbx.commands.run("echo $X $(pwd) $(id -un)", envs={"X": "1"}, cwd="/tmp", user="root")
+    assert who.stdout == "1 /tmp root\n", who.stdout
+    cat = sbx.commands.run("cat", background=True, stdin=True)
+    sbx.commands.send_stdin(cat.pid, "fed\n")
+    sbx.commands.close_stdin(cat.pid)
+    assert cat.wait().stdout == "fed\n"
+    sleeper = sbx.commands.run("sleep 60", background=True)
+    assert sleeper.pid in [p.pid for p in sbx.commands.list()]
+    assert sbx.commands.kill(sleeper.pid) is True
+    print("commands ok")
+
+    sbx.files.write("/home/user/f.txt", "data")
+    assert sbx.files.read("/home/user/f.txt") == "data"
+    assert "f.txt" in [e.name for e in sbx.files.list("/home/user")]
+    sbx.files.make_dir("/home/user/d")
+    sbx.files.rename("/home/user/f.txt", "/home/user/d/g.txt")
+    assert sbx.files.exists("/home/user/d/g.txt") and not sbx.files.exists("/home/user/f.txt")
+    sbx.files.remove("/home/user/d")
+    assert not sbx.files.exists("/home/user/d")
+    print("files ok")
+
+    seen = bytearray()
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80))
+    sbx.pty.send_stdin(terminal.pid, b"stty size; exit\n")
+    assert terminal.wait(on_pty=seen.extend).exit_code == 0
+    assert b"24 80" in seen, bytes(seen)
+    print("pty ok")
 
     assert sbx.kill() is True and Sandbox.kill(sbx.sandbox_id) is False
     try:
