@@ -52,10 +52,6 @@ def test_exec_streams_output_and_exits_with_the_commands_code(sdk_server: SdkSer
     assert root.stdout == "root\n/tmp\n"
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a process started by `exec -d` is missing from the next invocation's `ps`/`logs`; not yet diagnosed",
-)
 def test_exec_background_logs_and_ps(sdk_server: SdkServer, sandbox_id: str) -> None:
     started = run(
         sdk_server, "exec", "-d", "--tag", "job", sandbox_id, "--", "sleep 4; echo from-job; exit 3"

@@ -17,7 +17,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import socket
 import ssl
 from collections.abc import Iterator, Callable, Mapping
 from typing import Any, Self, TypeVar
@@ -222,5 +224,13 @@ class MessageStream:
             self._response.close()
 
     def close(self) -> None:
+        # Another task or thread may be blocked reading this stream; closing a socket does not
+        # wake a blocked read, shutting it down does. Without this, `disconnect()` of a
+        # background command waited until the command ended.
+        stream = self._response.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         self._response.close()
 
