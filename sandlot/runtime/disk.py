@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sandlot.runtime import _utils, mounts
 
-__all__ = ["DiskUsage", "Spares", "create", "mount", "usage"]
+__all__ = ["DiskUsage", "Spares", "create", "mount", "unmount", "usage"]
 
 _FLAGS = mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOATIME
 
@@ -57,6 +57,35 @@ def mount(image: Path, target: Path) -> None:
         mounts.mount(device, target, "ext4", flags=_FLAGS, options="noinit_itable")
     finally:
         os.close(fd)
+
+
+async def unmount(target: Path) -> None:
+    """Unmount the disk at ``target`` and wait for its loop device to let go of the image.
+
+    The kernel clears an auto-clear loop device in a work item after the last unmount, so
+    for a moment after `umount` returns the image is still attached; destroy means gone.
+    """
+    device = _source_of(target)
+    await asyncio.to_thread(mounts.unmount, target)
+    if device is None or not device.startswith("/dev/loop"):
+        return
+    backing = Path("/sys/block") / os.path.basename(device) / "loop" / "backing_file"
+    for _ in range(200):
+        try:
+            if not backing.read_text().startswith(str(target.parent)):
+                return
+        except FileNotFoundError:
+            return
+        await asyncio.sleep(0.005)
+
+
+def _source_of(target: Path) -> str | None:
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == str(target):
+                return fields[fields.index("-") + 2]
+    return None
 
 
 class Spares:

@@ -441,7 +441,7 @@ class RuncDriver:
             await asyncio.wait_for(reaper, 10)  # an unreaped init makes restore fail
         await self._runc_delete(sandbox_id, force=True)
         mounts.unmount(sdir / "bundle" / "rootfs")
-        mounts.unmount(sdir / "disk")
+        await disk.unmount(sdir / "disk")
         if sbx.link is not None:
             await self.network.remove_device(sbx.link)  # restore wires a new one
         shutil.rmtree(work, ignore_errors=True)
@@ -495,6 +495,11 @@ class RuncDriver:
                 for d in (sdir / "disk", sdir / "bundle" / "rootfs"):
                     d.mkdir(parents=True)
             pdir = self._sandboxes_dir / sandbox_id
+            # A copy gets a new address, and CRIU cannot restore a TCP connection of init's
+            # whose local end is the original's address: close ours and let init close its
+            # ends before the freeze (a checkpoint would close them only after it).
+            await _close_client(parent)
+            await _wait_init_quiet(parent.init_pid)
             await self._runc_cmd("pause", sandbox_id)
             try:
                 await self.checkpoint(sandbox_id=sandbox_id, image_dir=image_dir, leave_running=True)
@@ -542,7 +547,7 @@ class RuncDriver:
         except BaseException:
             await self._runc_delete(sid, force=True)
             mounts.unmount(sdir / "bundle" / "rootfs")
-            mounts.unmount(sdir / "disk")
+            await disk.unmount(sdir / "disk")
             raise
         sbx.init_pid = int(pid_file.read_text())
         sbx.paused = False
@@ -657,7 +662,7 @@ class RuncDriver:
 
         async def unmount() -> None:
             await step("unmount rootfs", asyncio.to_thread(mounts.unmount, sdir / "bundle" / "rootfs"))
-            await step("unmount disk", asyncio.to_thread(mounts.unmount, sdir / "disk"))
+            await step("unmount disk", disk.unmount(sdir / "disk"))
 
         async def disconnect() -> None:
             if link is not None:
@@ -773,6 +778,8 @@ def _check_traversable(path: Path) -> None:
 def _alive(pid: int, reaper: asyncio.Task[int] | None) -> bool:
     if reaper is not None:
         return not reaper.done()
+    if pid <= 0:
+        return False  # a checkpointed sandbox has no init (and kill(0) means our group)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -781,6 +788,24 @@ def _alive(pid: int, reaper: asyncio.Task[int] | None) -> bool:
         return True
     with open(f"/proc/{pid}/stat", "rb") as f:
         return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+
+
+async def _wait_init_quiet(init_pid: int, timeout: float = 1.0) -> None:
+    """Wait (at most ``timeout``) until no connection to init's port is open in the sandbox's
+    network namespace, as /proc/<init>/net/tcp shows it (ESTABLISHED or CLOSE_WAIT)."""
+    port = f":{oci.INIT_PORT:04X}"
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        try:
+            with open(f"/proc/{init_pid}/net/tcp") as f:
+                rows = [line.split() for line in f.readlines()[1:]]
+        except OSError:
+            return
+        if not any(r[1].endswith(port) and r[3] in ("01", "08") for r in rows if len(r) > 3):
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            return
+        await asyncio.sleep(0.005)
 
 
 async def _close_client(sbx: _Sandbox) -> None:
