@@ -1,7 +1,7 @@
 """The control plane's routes: E2B's REST shape, both SDK generations (docs/e2b-wire.md §2).
 
-Success statuses are exactly the ones the SDK expects (create 201, connect 200, kill and
-timeout 204); every error is ``{"code", "message"}`` (`sandlot.api.errors`). Responses are
+Success statuses are exactly the ones the SDK expects (create 201, connect 200 running or 201
+resumed, kill, timeout and pause 204, fork 201); every error is ``{"code", "message"}`` (`sandlot.api.errors`). Responses are
 serialised once, by pydantic, straight to bytes: ``GET /sandboxes/{id}`` is the hot path.
 """
 
@@ -297,16 +297,23 @@ async def set_timeout(
 async def _connect(
     request: Request, team: str, sandbox_id: str, body: models.ConnectRequest | None
 ) -> Response:
-    sbx = await _manager(request).connect(
+    sbx, resumed = await _manager(request).connect(
         team, sandbox_id, body.timeout if body else None
     )
-    return _json(_sandbox(request, sbx), 200)
+    return _json(_sandbox(request, sbx), 201 if resumed else 200)
+
+
+_CONNECT: dict[int | str, dict[str, Any]] = {
+    200: {"model": models.Sandbox, "description": "It was running"},
+    201: {"model": models.Sandbox, "description": "It was paused and is resumed"},
+}
 
 
 @router.post(
     "/sandboxes/{sandbox_id}/connect",
     response_model=models.Sandbox,
-    summary="Connect to a running sandbox (e2b ≤ 2.45); never shortens its timeout",
+    responses=_CONNECT,
+    summary="Connect to a sandbox (e2b ≤ 2.45), resuming it when paused; never shortens its timeout",
 )
 async def connect_v1(
     request: Request,
@@ -320,7 +327,8 @@ async def connect_v1(
 @router.post(
     "/v2/sandboxes/{sandbox_id}/connect",
     response_model=models.Sandbox,
-    summary="Connect to a running sandbox; never shortens its timeout",
+    responses=_CONNECT,
+    summary="Connect to a sandbox, resuming it when paused; never shortens its timeout",
 )
 async def connect_v2(
     request: Request,
@@ -331,12 +339,17 @@ async def connect_v2(
     return await _connect(request, team, sandbox_id, body)
 
 
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": models.Error, "description": "Not in a state that allows it"}
+}
+
+
 @router.post(
     "/sandboxes/{sandbox_id}/pause",
     status_code=204,
     response_class=Response,
-    responses={501: {"model": models.Error, "description": "Not implemented yet"}},
-    summary="Pause a sandbox (not implemented yet: 501)",
+    responses=_CONFLICT,
+    summary="Pause a sandbox with its memory (409 when already paused)",
 )
 async def pause(
     request: Request,
@@ -344,10 +357,56 @@ async def pause(
     sandbox_id: str,
     body: models.PauseRequest | None = None,
 ) -> Response:
+    if body is not None and body.memory is False:
+        raise errors.ApiError(
+            400,
+            "a filesystem-only pause (memory: false) is not supported: pause keeps memory",
+        )
     await _manager(request).pause(team, sandbox_id)
-    return Response(
-        status_code=204
-    )  # pragma: no cover - pause raises NotSupported for now
+    return Response(status_code=204)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/resume",
+    status_code=201,
+    response_model=models.Sandbox,
+    responses=_CONFLICT,
+    summary="Resume a paused sandbox (E2B's older route; 409 when it is running)",
+)
+async def resume(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.ResumeRequest | None = None,
+) -> Response:
+    sbx = await _manager(request).resume(
+        team, sandbox_id, body.timeout if body else None
+    )
+    return _json(_sandbox(request, sbx), 201)
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/fork",
+    status_code=201,
+    response_model=list[models.ForkResult],
+    responses=_CONFLICT,
+    summary="Copies of a running sandbox, memory and files (409 when it is paused)",
+)
+async def fork(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.ForkRequest | None = None,
+) -> Response:
+    body = body or models.ForkRequest()
+    children = await _manager(request).fork(
+        team, sandbox_id, count=body.count, timeout=body.timeout
+    )
+    response = _list_json(
+        [models.ForkResult(sandbox=_sandbox(request, c)) for c in children]
+    )
+    response.status_code = 201
+    return response
 
 
 # -- health ---------------------------------------------------------------------------------

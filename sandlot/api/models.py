@@ -17,11 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "ConnectRequest",
     "Error",
+    "ForkRequest",
+    "ForkResult",
     "Lifecycle",
     "ListedSandbox",
     "NetworkConfig",
     "NewSandbox",
     "PauseRequest",
+    "ResumeRequest",
     "Sandbox",
     "SandboxDetail",
     "SandboxMetric",
@@ -96,6 +99,25 @@ class ConnectRequest(_Request):
 
 class PauseRequest(_Request):
     memory: bool | None = None
+    """Only ``true`` (or absent) is honoured: sandlot always keeps memory (no filesystem-only
+    pause yet)."""
+
+
+class ResumeRequest(_Request):
+    """E2B's older ``POST /sandboxes/{id}/resume`` body."""
+
+    timeout: Seconds | None = None
+    """Seconds the resumed sandbox lives; the server's default (300) when absent."""
+    auto_pause: bool | None = Field(None, alias="autoPause")
+    """Accepted and ignored: a sandbox keeps the ``autoPause`` it was created with."""
+
+
+class ForkRequest(_Request):
+    """``POST /sandboxes/{id}/fork``: 2.45.1 sends both keys, 2.63.0 only those given."""
+
+    count: Annotated[int, Field(ge=1, le=20)] = 1
+    timeout: Seconds | None = None
+    """Seconds each copy lives; the server's default (300) when absent."""
 
 
 class Sandbox(_Response):
@@ -108,6 +130,14 @@ class Sandbox(_Response):
     envd_access_token: str | None = Field(None, alias="envdAccessToken")
     domain: str | None = None
     alias: str | None = None
+
+
+class ForkResult(_Response):
+    """One item of the fork answer: ``{"sandbox": ...}`` (or ``{"error": ...}``, which sandlot
+    never sends: a fork makes every copy or none)."""
+
+    sandbox: Sandbox | None = None
+    error: Error | None = None
 
 
 class Lifecycle(_Response):

@@ -4,6 +4,7 @@
   + SandboxNotFound       404: no such live sandbox of this team
   + InvalidRequest        400: the ask cannot be honoured as given (bad template name, CIDR...)
   + TemplateNotFound      404
+  + Conflict              409: the sandbox is not in a state that allows it (pause of a paused one)
   + NotSupported          501: a feature that comes with a later issue (pause)
   + RuntimeFailure        500: the runtime failed; the message says what, nothing half-made stays
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "Conflict",
     "InvalidRequest",
     "LifecycleError",
     "NotSupported",
@@ -38,6 +40,10 @@ class InvalidRequest(LifecycleError):
 
 class TemplateNotFound(LifecycleError):
     status = 404
+
+
+class Conflict(LifecycleError):
+    status = 409
 
 
 class NotSupported(LifecycleError):

@@ -8,6 +8,15 @@ path to a dict lookup. One server process owns a data directory, so memory and s
 A server restart keeps sandboxes running: `start` adopts what the runtime still holds
 (`RuntimeDriver.reconcile` with the store's live ids), marks the rest killed, and the timers
 end whatever passed its end time while the server was down.
+
+Pause keeps memory: the driver checkpoints the sandbox's processes (CRIU) into the snapshot
+store, ``<data dir>/snapshots/<sandbox id>/<checkpoint id>/`` (one directory per checkpoint,
+named so that an object store can back it later), and the sandbox holds no memory and no CPU
+until it is resumed. A paused sandbox has no timer: it is kept until it is resumed or killed.
+Its end time stays what it was at pause (info and list show it, and never move it); a resume
+gives it a new one. Killing a sandbox removes its checkpoints; a resume removes the one it
+restored from. A paused sandbox stays paused over a server restart (the store says ``paused``,
+the driver's state.json names the checkpoint) and can be resumed after.
 """
 
 from __future__ import annotations
@@ -18,11 +27,14 @@ import dataclasses
 import hmac
 import logging
 import math
+import os
 import re
 import secrets
+import shutil
 import time
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -131,6 +143,11 @@ class SandboxManager:
         self._targets: dict[str, target.SandboxTarget] = {}
         self._cpu_samples: dict[str, tuple[float, int]] = {}
         self._ending: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.snapshots = settings.state_dir / "snapshots"
+        """The snapshot store: ``<sandbox id>/<checkpoint id>/`` per checkpoint."""
+        rt = settings.runtime
+        self._snapshot_group = rt.userns_base if rt.userns else 0
         self.changed = asyncio.Event()
         """Set whenever an end time may have moved earlier or a sandbox appeared (timers wake)."""
 
@@ -139,6 +156,7 @@ class SandboxManager:
     async def start(self) -> models.ReconcileReport:
         """Load live sandboxes from the store, reconcile the runtime with them, mark the ones
         the runtime lost as killed."""
+        await asyncio.to_thread(self._open_snapshots)
         rows = await asyncio.to_thread(self._load_live)
         report = await self.driver.reconcile(known=[r.id for r in rows])
         kept = set(report.kept)
@@ -156,8 +174,56 @@ class SandboxManager:
             logger.info(
                 "lifecycle.reconcile removed %d unowned sandboxes", len(report.removed)
             )
+        # Checkpoints of sandboxes that are gone (killed while the server was down, or a
+        # crash between a kill and the removal of its checkpoints) are nobody's.
+        for entry in await asyncio.to_thread(lambda: list(self.snapshots.iterdir())):
+            if entry.name not in self._live:
+                await asyncio.to_thread(shutil.rmtree, entry, True)
         self.changed.set()
         return report
+
+    # -- the snapshot store -----------------------------------------------------------------
+
+    def _open_snapshots(self) -> None:
+        """Checkpoints hold sandboxes' memory, and restore reads them from inside the sandbox's
+        user namespace: only root and the sandboxes' uid range may enter (0710, root:base)."""
+        self._private_dir(self.snapshots)
+        if self._snapshot_group:
+            for d in self.snapshots.parents:
+                if not os.stat(d).st_mode & 0o001:
+                    logger.warning(
+                        "lifecycle.snapshots %s is not searchable by others (chmod o+x): "
+                        "paused sandboxes under %s cannot be restored",
+                        d,
+                        self.snapshots,
+                    )
+                    break
+
+    def _private_dir(self, path: Path) -> None:
+        path.mkdir(mode=0o710, exist_ok=True)
+        os.chown(path, 0, self._snapshot_group)
+        os.chmod(path, 0o710)
+
+    def _new_checkpoint_dir(self, sandbox_id: str, kind: str) -> Path:
+        """A fresh path for one checkpoint (not made: the driver makes it)."""
+        sdir = self.snapshots / sandbox_id
+        self._private_dir(self.snapshots)
+        self._private_dir(sdir)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        return sdir / f"{kind}-{stamp}-{secrets.token_hex(4)}"
+
+    def _remove_checkpoints(self, sandbox_id: str, keep: Path | None = None) -> None:
+        sdir = self.snapshots / sandbox_id
+        if keep is None:
+            shutil.rmtree(sdir, ignore_errors=True)
+            return
+        for entry in sdir.iterdir() if sdir.exists() else ():
+            if entry != keep:
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        """One pause, resume, fork or kill of a sandbox at a time."""
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
 
     def _load_live(self) -> list[LiveSandbox]:
         with self.database.session() as session:
@@ -357,12 +423,15 @@ class SandboxManager:
             return
         self._ending.add(sandbox_id)
         try:
-            await self._destroy(sandbox_id)
-            await asyncio.to_thread(self._mark_killed, [sandbox_id])
+            async with self._lock(sandbox_id):
+                await self._destroy(sandbox_id)
+                await asyncio.to_thread(self._remove_checkpoints, sandbox_id)
+                await asyncio.to_thread(self._mark_killed, [sandbox_id])
         finally:
             self._live.pop(sandbox_id, None)
             self._targets.pop(sandbox_id, None)
             self._cpu_samples.pop(sandbox_id, None)
+            self._locks.pop(sandbox_id, None)
             self._ending.discard(sandbox_id)
         logger.info("lifecycle.kill.complete %s", sandbox_id)
 
@@ -387,19 +456,73 @@ class SandboxManager:
 
     async def connect(
         self, team_id: str, sandbox_id: str, timeout: int | None = None
-    ) -> LiveSandbox:
-        """A running sandbox, its end time moved to ``timeout`` from now if that is later;
-        a connect never shortens a sandbox's life."""
+    ) -> tuple[LiveSandbox, bool]:
+        """The sandbox, running, and whether it was resumed for this.
+
+        A running sandbox's end time moves to ``timeout`` from now if that is later (a
+        connect never shortens a sandbox's life); a paused one is resumed and ends
+        ``timeout`` (the server's default when absent) from now.
+        """
         sbx = self.get(team_id, sandbox_id)
         if sbx.state == "paused":
-            raise errors.NotSupported(
-                "resuming a paused sandbox comes with memory snapshots (not yet)"
-            )
+            resumed = await self._resume(sbx, timeout)
+            if resumed:
+                return sbx, True
         end = _now() + timedelta(seconds=self._clamp_timeout(timeout))
         if end > sbx.end_at:
             sbx.end_at = end
             await asyncio.to_thread(self._save_end, sbx)
+        return sbx, False
+
+    async def resume(
+        self, team_id: str, sandbox_id: str, timeout: int | None = None
+    ) -> LiveSandbox:
+        """Resume a paused sandbox (E2B's older ``POST /sandboxes/{id}/resume``): 409 when it
+        is running."""
+        sbx = self.get(team_id, sandbox_id)
+        if not await self._resume(sbx, timeout):
+            raise errors.Conflict(f"sandbox {sandbox_id!r} is already running")
         return sbx
+
+    async def _resume(self, sbx: LiveSandbox, timeout: int | None) -> bool:
+        """Restore a paused sandbox; False when it was running already."""
+        timeout = self._clamp_timeout(timeout)
+        async with self._lock(sbx.id):
+            if sbx.id not in self._live or sbx.id in self._ending:
+                raise errors.SandboxNotFound(sbx.id)
+            if sbx.state != "paused":
+                return False
+            restore = getattr(self.driver, "restore", None)
+            if restore is None:
+                raise errors.NotSupported("this runtime cannot restore checkpoints")
+            started = time.monotonic()
+            try:
+                await restore(sandbox_id=sbx.id)
+            except runtime_errors.RuntimeDriverError as exc:
+                logger.exception("lifecycle.resume.failed %s", sbx.id)
+                raise errors.RuntimeFailure(
+                    f"resuming the sandbox failed (it stays paused): {exc}"
+                ) from exc
+            sbx.state = "running"
+            sbx.end_at = _now() + timedelta(seconds=timeout)
+            await asyncio.to_thread(self._save_state, sbx)
+            # The checkpoint is spent: the processes run on from it.
+            await asyncio.to_thread(self._remove_checkpoints, sbx.id)
+        self.changed.set()
+        logger.info(
+            "lifecycle.resume.complete %s in %.0f ms",
+            sbx.id,
+            (time.monotonic() - started) * 1000,
+        )
+        return True
+
+    def _save_state(self, sbx: LiveSandbox) -> None:
+        with self.database.session() as session:
+            session.execute(
+                sa.update(store.SandboxRecord)
+                .where(store.SandboxRecord.id == sbx.id)
+                .values(state=sbx.state, end_at=sbx.end_at)
+            )
 
     def _save_end(self, sbx: LiveSandbox) -> None:
         with self.database.session() as session:
@@ -410,19 +533,152 @@ class SandboxManager:
             )
 
     async def pause(self, team_id: str, sandbox_id: str) -> None:
-        self.get(team_id, sandbox_id)
-        raise errors.NotSupported(
-            "pausing a sandbox (with its memory) is not implemented yet: it comes with CRIU snapshots"
+        """Checkpoint a running sandbox's memory and processes and stop it: 409 when paused."""
+        sbx = self.get(team_id, sandbox_id)
+        if not await self._pause(sbx):
+            raise errors.Conflict(f"sandbox {sandbox_id!r} is already paused")
+
+    async def _pause(self, sbx: LiveSandbox) -> bool:
+        """Pause a running sandbox; False when it was paused already."""
+        async with self._lock(sbx.id):
+            if sbx.id not in self._live or sbx.id in self._ending:
+                raise errors.SandboxNotFound(sbx.id)
+            if sbx.state == "paused":
+                return False
+            checkpoint = getattr(self.driver, "checkpoint", None)
+            if checkpoint is None:
+                raise errors.NotSupported("this runtime cannot checkpoint sandboxes")
+            started = time.monotonic()
+            image = await asyncio.to_thread(self._new_checkpoint_dir, sbx.id, "pause")
+            try:
+                await checkpoint(sandbox_id=sbx.id, image_dir=image)
+            except runtime_errors.RuntimeDriverError as exc:
+                await asyncio.to_thread(shutil.rmtree, image, True)
+                logger.exception("lifecycle.pause.failed %s", sbx.id)
+                raise errors.RuntimeFailure(
+                    f"pausing the sandbox failed (it goes on running): {exc}"
+                ) from exc
+            self._targets.pop(sbx.id, None)
+            self._cpu_samples.pop(sbx.id, None)
+            sbx.state = "paused"
+            await asyncio.to_thread(self._save_state, sbx)
+            # Earlier checkpoints (none are expected) are of no use any more.
+            await asyncio.to_thread(self._remove_checkpoints, sbx.id, image)
+        self.changed.set()
+        logger.info(
+            "lifecycle.pause.complete %s in %.0f ms",
+            sbx.id,
+            (time.monotonic() - started) * 1000,
         )
+        return True
+
+    async def fork(
+        self, team_id: str, sandbox_id: str, count: int = 1, timeout: int | None = None
+    ) -> list[LiveSandbox]:
+        """``count`` new running sandboxes, each a copy of this one's memory, processes and
+        files as they are now; the original is frozen for a moment and goes on.
+
+        Each child is a full sandbox of the same team: its own id and access token, the
+        original's template, limits, network policy and environment, the original's metadata
+        plus ``forkedFrom``, and an end time ``timeout`` (the server's default when absent)
+        from now. All are made or none (the driver undoes every child when one fails).
+        """
+        parent = self.get(team_id, sandbox_id)
+        if not 1 <= count <= 20:
+            raise errors.InvalidRequest(f"count must be between 1 and 20, got {count}")
+        seconds = self._clamp_timeout(timeout)
+        fork = getattr(self.driver, "fork", None)
+        if fork is None:
+            raise errors.NotSupported("this runtime cannot fork sandboxes")
+        children = [
+            dataclasses.replace(
+                parent,
+                id=new_sandbox_id(),
+                metadata={**parent.metadata, "forkedFrom": parent.id},
+                access_token=secrets.token_hex(24) if parent.secure else None,
+                state="running",
+                network=dict(parent.network),
+                env_vars=dict(parent.env_vars),
+            )
+            for _ in range(count)
+        ]
+        specs = [
+            models.SandboxSpec(
+                sandbox_id=c.id,
+                template=c.template,
+                limits=models.Limits(
+                    memory_mb=c.memory_mb,
+                    cpu_cores=c.cpu_count,
+                    pids=c.pids,
+                    disk_mb=c.disk_mb,
+                ),
+                network=models.NetworkPolicy(
+                    internet=c.allow_internet,
+                    allow=tuple(c.network.get("allowOut", ())),
+                    deny=tuple(c.network.get("denyOut", ())),
+                ),
+                env=c.env_vars,
+                metadata=c.metadata,
+            )
+            for c in children
+        ]
+        started = time.monotonic()
+        async with self._lock(parent.id):
+            if parent.id not in self._live or parent.id in self._ending:
+                raise errors.SandboxNotFound(parent.id)
+            if parent.state != "running":
+                raise errors.Conflict(
+                    f"sandbox {parent.id!r} is paused: resume it before forking it"
+                )
+            image = await asyncio.to_thread(self._new_checkpoint_dir, parent.id, "fork")
+            try:
+                await fork(sandbox_id=parent.id, children=specs, image_dir=image)
+            except runtime_errors.RuntimeDriverError as exc:
+                logger.exception("lifecycle.fork.failed %s", parent.id)
+                raise errors.RuntimeFailure(
+                    f"forking the sandbox failed: {exc}"
+                ) from exc
+            finally:
+                # The children hold their own copy of the memory: the images are spent.
+                await asyncio.to_thread(shutil.rmtree, image, True)
+        now = _now()
+        for child in children:
+            child.started_at = now
+            child.end_at = now + timedelta(seconds=seconds)
+        try:
+            await asyncio.to_thread(self._insert_all, children)
+        except BaseException:
+            for child in children:
+                await asyncio.shield(self._destroy(child.id))
+            raise
+        for child in children:
+            self._live[child.id] = child
+        self.changed.set()
+        logger.info(
+            "lifecycle.fork.complete %s -> %s in %.0f ms",
+            parent.id,
+            ",".join(c.id for c in children),
+            (time.monotonic() - started) * 1000,
+        )
+        return children
+
+    def _insert_all(self, sandboxes: Iterable[LiveSandbox]) -> None:
+        with self.database.session() as session:
+            session.add_all([s.to_record() for s in sandboxes])
 
     async def metrics(self, team_id: str, sandbox_id: str) -> list[Metric]:
         """One point, now: CPU use since the previous call (or since the start), memory, disk."""
         sbx = self.get(team_id, sandbox_id)
+        if sbx.state != "running":
+            return []  # a paused sandbox uses no CPU or memory, and is not woken to say so
         try:
             stats = await self.driver.stats(sandbox_id=sandbox_id)
         except runtime_errors.SandboxNotFound:
             raise errors.SandboxNotFound(sandbox_id) from None
         except runtime_errors.RuntimeDriverError as exc:
+            lock = self._locks.get(sandbox_id)
+            if sbx.state != "running" or (lock is not None and lock.locked()):
+                return []  # it is being paused, resumed, forked or killed right now
             raise errors.RuntimeFailure(
                 f"reading the sandbox's figures failed: {exc}"
             ) from exc
@@ -456,17 +712,34 @@ class SandboxManager:
     # -- timers ----------------------------------------------------------------------------
 
     async def end_due(self) -> float | None:
-        """End every sandbox past its end time; seconds until the next end time, if any."""
+        """End (or pause, when it was created to) every running sandbox past its end time;
+        seconds until the next end time, if any. Paused sandboxes have no timer."""
         now = _now()
         due = [
-            s.id
+            s
             for s in self._live.values()
-            if s.end_at <= now and s.id not in self._ending
+            if s.state == "running" and s.end_at <= now and s.id not in self._ending
         ]
         if due:
-            await asyncio.gather(*(self._end(sid) for sid in due))
-        ends = [s.end_at for s in self._live.values() if s.id not in self._ending]
+            await asyncio.gather(*(self._time_out(s) for s in due))
+        ends = [
+            s.end_at
+            for s in self._live.values()
+            if s.state == "running" and s.id not in self._ending
+        ]
         return max((min(ends) - _now()).total_seconds(), 0.0) if ends else None
+
+    async def _time_out(self, sbx: LiveSandbox) -> None:
+        if sbx.auto_pause:
+            try:
+                await self._pause(sbx)
+                return
+            except errors.SandboxNotFound:
+                return
+            except errors.LifecycleError:
+                # A sandbox that cannot be paused is not left running past its time.
+                logger.exception("lifecycle.autopause.failed %s: killing it", sbx.id)
+        await self._end(sbx.id)
 
     async def end_all(self) -> None:
         await asyncio.gather(*(self._end(sid) for sid in list(self._live)))

@@ -1,4 +1,4 @@
-"""The control plane over plain HTTP: error shapes, the v1 routes, health, pause, restart."""
+"""The control plane over plain HTTP: error shapes, the v1 routes, health, restart."""
 
 from __future__ import annotations
 
@@ -85,7 +85,9 @@ def test_bad_requests_elsewhere(server: Server, cleanup: list[str]) -> None:
         _is_error(client.put("/sandboxes"), 405)
         _is_error(client.get("/sandboxes/nosuchsandbox"), 404)
         _is_error(client.delete("/sandboxes/nosuchsandbox"), 404)
-        _is_error(client.post(f"/sandboxes/{sid}/pause", json={"memory": True}), 501)
+        _is_error(client.post(f"/sandboxes/{sid}/pause", json={"memory": False}), 400)
+        _is_error(client.post(f"/sandboxes/{sid}/fork", json={"count": 0}), 400)
+        _is_error(client.post(f"/sandboxes/{sid}/resume", json={}), 409)
         _is_error(client.post("/sandboxes/nosuchsandbox/pause", json={}), 404)
 
 
