@@ -62,6 +62,22 @@ async def run(
     return stdout.decode(errors="replace")
 
 
+async def readable(fd: int) -> None:
+    """Wait, without a thread, until ``fd`` can be read (or is at end of file)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
 async def wait_pid(pid: int) -> int:
     """Wait for our child ``pid`` to exit, without a thread, and reap it; return its exit code.
 
@@ -71,13 +87,7 @@ async def wait_pid(pid: int) -> int:
     """
     fd = os.pidfd_open(pid)
     try:
-        loop = asyncio.get_running_loop()
-        exited = loop.create_future()
-        loop.add_reader(fd, lambda: exited.done() or exited.set_result(None))
-        try:
-            await exited
-        finally:
-            loop.remove_reader(fd)
+        await readable(fd)
     finally:
         os.close(fd)
     _, status = os.waitpid(pid, 0)
@@ -121,18 +131,12 @@ async def _read_all(fd: int) -> bytes:
     """Read ``fd`` until EOF. (The write end may live on in a daemonised grandchild, such as
     a container's init that inherits runc's stderr; EOF then comes when that one closes it.)"""
     os.set_blocking(fd, False)
-    loop = asyncio.get_running_loop()
-    chunks = []
+    chunks: list[bytes] = []
     while True:
         try:
             chunk = os.read(fd, 65536)
         except BlockingIOError:
-            ready = loop.create_future()
-            loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-            try:
-                await ready
-            finally:
-                loop.remove_reader(fd)
+            await readable(fd)
             continue
         if not chunk:
             return b"".join(chunks)

@@ -815,13 +815,7 @@ async def _close_client(sbx: _Sandbox) -> None:
 
 
 async def _read_byte(fd: int) -> bytes:
-    loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
-    try:
-        await ready
-    finally:
-        loop.remove_reader(fd)
+    await _utils.readable(fd)
     return os.read(fd, 1)
 
 
