@@ -125,23 +125,10 @@ async def _create(request: Request, team: str, body: models.NewSandbox) -> Respo
     return _json(_sandbox(request, sbx), 201)
 
 
-@router.post(
-    "/sandboxes",
-    status_code=201,
-    response_model=models.Sandbox,
-    summary="Create a sandbox (e2b ≤ 2.45)",
-)
-async def create_v1(request: Request, team: Team, body: models.NewSandbox) -> Response:
-    return await _create(request, team, body)
-
-
-@router.post(
-    "/v2/sandboxes",
-    status_code=201,
-    response_model=models.Sandbox,
-    summary="Create a sandbox",
-)
-async def create_v2(request: Request, team: Team, body: models.NewSandbox) -> Response:
+# The two generations of E2B's routes take the same body and answer the same: one handler.
+@router.post("/sandboxes", status_code=201, response_model=models.Sandbox, summary="Create a sandbox (e2b ≤ 2.45)")
+@router.post("/v2/sandboxes", status_code=201, response_model=models.Sandbox, summary="Create a sandbox")
+async def create(request: Request, team: Team, body: models.NewSandbox) -> Response:
     return await _create(request, team, body)
 
 
@@ -315,22 +302,13 @@ _CONNECT: dict[int | str, dict[str, Any]] = {
     responses=_CONNECT,
     summary="Connect to a sandbox (e2b ≤ 2.45), resuming it when paused; never shortens its timeout",
 )
-async def connect_v1(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.ConnectRequest | None = None,
-) -> Response:
-    return await _connect(request, team, sandbox_id, body)
-
-
 @router.post(
     "/v2/sandboxes/{sandbox_id}/connect",
     response_model=models.Sandbox,
     responses=_CONNECT,
     summary="Connect to a sandbox, resuming it when paused; never shortens its timeout",
 )
-async def connect_v2(
+async def connect(
     request: Request,
     team: Team,
     sandbox_id: str,
