@@ -22,6 +22,7 @@ import pytest
 from sandlot.config import RuntimeSettings, Settings
 from sandlot.runtime import _utils, cgroups
 from sandlot.runtime.drivers.runc import RuncDriver
+from tests import slot
 
 
 def test_settings(data_dir: Path, instance: str) -> RuntimeSettings:
@@ -31,7 +32,7 @@ def test_settings(data_dir: Path, instance: str) -> RuntimeSettings:
         base,
         data_dir=data_dir,
         instance=instance,
-        subnet=f"10.{200 + os.getpid() % 50}.{0 if instance.endswith('a') else 128}.0/17",
+        subnet=slot.subnet(200, 0 if instance.endswith("a") else 1),
         internet_default=False,
     )
 
@@ -71,7 +72,7 @@ def census(driver: RuncDriver) -> Census:
         if (p / "loop" / "backing_file").exists()
         and (p / "loop" / "backing_file").read_text().startswith(data)
     )
-    netns = frozenset(n for n in _ls("/var/run/netns") if n.startswith("sandlot"))
+    netns = frozenset(n for n in _ls("/var/run/netns") if n.startswith("sandlot") and str(os.getpid()) in n)
     links = frozenset(n for n in _ls("/sys/class/net") if n.startswith(driver.network.veth_prefix))
     out = subprocess.run(
         ["runc", "--root", str(driver.settings.data_dir / "runc"), "list", "--format", "json"],

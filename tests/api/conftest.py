@@ -25,7 +25,7 @@ import pytest
 from sandlot.config import Settings
 from sandlot.runtime.drivers.runc import RuncDriver
 from sandlot.store import db, keys
-from tests import conftest
+from tests import conftest, slot
 from tests.conftest import EMPTY, census
 
 
@@ -117,7 +117,7 @@ def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
     env = {
         **os.environ,
         "SANDLOT_INSTANCE": f"t{pid}s",
-        "SANDLOT_SUBNET": f"10.{150 + pid % 40}.0.0/17",
+        "SANDLOT_SUBNET": slot.subnet(150),
         "SANDLOT_SPARES": "1",
         "SANDLOT_INTERNET_DEFAULT": "false",
     }

@@ -26,6 +26,7 @@ from sandlot.api import sandbox as sandbox_plane
 from sandlot.config import Settings
 from sandlot.runtime import errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
+from tests import slot
 
 _T = TypeVar("_T")
 
@@ -47,7 +48,7 @@ class Plane:
             base,
             data_dir=data_dir,
             instance=f"t{pid}p",
-            subnet=f"10.{100 + pid % 40}.0.0/17",
+            subnet=slot.subnet(100),
             internet_default=False,
         )
         self.loop = asyncio.new_event_loop()

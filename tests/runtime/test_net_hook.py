@@ -26,15 +26,16 @@ from pathlib import Path
 import pytest
 
 from sandlot.runtime import initbin
+from tests import slot as test_slot
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("ip", "unshare", "nsenter")),
     reason="needs root, ip, unshare and nsenter",
 )
 
-_RUN_BLOCK = list(ipaddress.IPv4Network("10.197.0.0/16").subnets(new_prefix=26))[os.getpid() % 1024]
+_RUN_BLOCK = list(ipaddress.IPv4Network("10.197.0.0/16").subnets(new_prefix=26))[test_slot.SLOT]
 _RUN_SUBNETS = list(_RUN_BLOCK.subnets(new_prefix=30))
-"""This run's 16 /30s: 10.197.0.0/16 split into 1024 blocks of 64 addresses, one per pid mod 1024."""
+"""This run's 16 /30s: 10.197.0.0/16 split into 1024 blocks of 64 addresses, one per test slot (tests/slot.py)."""
 
 
 # -- helpers ----------------------------------------------------------------------------------

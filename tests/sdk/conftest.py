@@ -26,6 +26,7 @@ import pytest
 
 from sandlot.config import Settings
 from sandlot.sdk._core.config import ConnectionConfig
+from tests import slot
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,7 @@ def sdk_server() -> Iterator[SdkServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("E2B_", "SANDLOT_API"))}
     env |= {
         "SANDLOT_INSTANCE": f"t{pid}k",
-        "SANDLOT_SUBNET": f"10.{60 + pid % 40}.0.0/17",
+        "SANDLOT_SUBNET": slot.subnet(60),
         "SANDLOT_INTERNET_DEFAULT": "false",
         "PYTHONPATH": str(ROOT),
     }
