@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 from collections.abc import Mapping
 
@@ -218,9 +220,17 @@ def _row_for(exc: BaseException) -> tuple[str, int]:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds from now: delta-seconds, or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
