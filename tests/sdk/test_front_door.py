@@ -1,0 +1,57 @@
+"""``sandlot.__all__`` is the SDK's front door, and nothing else in the package may shadow it."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import sandlot
+from sandlot import sdk
+
+
+def test_no_subpackage_shadows_a_public_name() -> None:
+    # Importing `sandlot.x` binds the attribute `sandlot.x` to that module: a server package
+    # named like an SDK name (`sandlot.execute`) would turn `sandlot.execute(...)` into a
+    # module object in any process that also imports the server.
+    children = [module.name for module in pkgutil.iter_modules(sandlot.__path__)]
+    assert set(children) & set(sandlot.__all__) == set()
+    for name in children:
+        importlib.import_module(f"sandlot.{name}")
+    for name in sdk.__all__:
+        assert getattr(sandlot, name) is getattr(sdk, name), f"sandlot.{name} is not the SDK's {name}"
+    assert callable(sandlot.execute) and callable(sandlot.aexecute)
+
+
+def test_sync_and_async_twins_take_the_same_arguments() -> None:
+    pairs = [
+        (sandlot.execute, sandlot.aexecute),
+        (sandlot.Executor.execute, sandlot.AsyncExecutor.execute),
+        (sandlot.Sandbox.create, sandlot.AsyncSandbox.create),
+    ]
+    for name in ("pause", "resume", "fork", "restart", "create_snapshot", "list_snapshots", "delete_snapshot"):
+        pairs.append((getattr(sandlot.Sandbox, name), getattr(sandlot.AsyncSandbox, name)))
+        pairs.append((getattr(sandlot.Sandbox, f"_{name}_self"), getattr(sandlot.AsyncSandbox, f"_{name}_self")))
+    for sync, async_ in pairs:
+        assert inspect.iscoroutinefunction(async_) and not inspect.iscoroutinefunction(sync)
+        assert list(inspect.signature(sync).parameters) == list(inspect.signature(async_).parameters)
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    for name in sdk.__all__:
+        obj = getattr(sandlot, name)
+        assert obj.__doc__ and "Example" in obj.__doc__, f"{name} has no example"
+    for cls in (sandlot.Sandbox, sandlot.AsyncSandbox, sandlot.Executor):
+        for attr in ("pause", "resume", "fork", "restart", "create_snapshot", "list_snapshots", "delete_snapshot"):
+            if hasattr(cls, attr):
+                assert "Example" in (cls.__dict__[attr].__doc__ or ""), f"{cls.__name__}.{attr}"
+    for attr in ("execute", "languages"):
+        assert "Example" in (getattr(sandlot.Executor, attr).__doc__ or "")
+
+
+def test_both_forms_of_an_instance_or_class_call_show_its_docstring() -> None:
+    for cls in (sandlot.Sandbox, sandlot.AsyncSandbox):
+        for name in ("kill", "pause", "fork", "create_snapshot"):
+            doc = cls.__dict__[name].__doc__
+            assert getattr(cls, name).__doc__ == doc  # the class form: Sandbox.pause("id")
+            assert cls.__dict__[f"_{name}_self"].__doc__ == doc  # what sbx.pause is bound to
