@@ -178,6 +178,9 @@ class ExitStatus:
 
     exit_code: int | None
     signal: int | None = None
+    max_rss_kb: int | None = dataclasses.field(default=None, compare=False)
+    """The peak resident memory of the process and the descendants it waited for, when the
+    runtime knows it."""
 
     @property
     def ok(self) -> bool:
