@@ -132,14 +132,16 @@ def reset_peak(path: str) -> None:
 
 
 def set_limits(path: str, limits: models.Limits) -> None:
-    """Change the memory (no swap, as runc set it up) and CPU limits of a running cgroup."""
+    """Change the memory (no swap, as runc set it up), CPU and pids limits of a running cgroup."""
     rel = path.lstrip("/")
     memory = limits.memory_mb * 1024 * 1024
     quota = int(limits.cpu_cores * CPU_PERIOD_US)
     if is_v2():
         _write(ROOT / rel / "memory.max", str(memory))
         _write(ROOT / rel / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+        _write(ROOT / rel / "pids.max", str(limits.pids))
         return
+    _write(ROOT / "pids" / rel / "pids.max", str(limits.pids))
     base = ROOT / "memory" / rel
     # memory+swap may never be below memory: raise it first when growing, last when shrinking.
     order = ["memory.memsw.limit_in_bytes", "memory.limit_in_bytes"]

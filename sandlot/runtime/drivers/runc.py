@@ -462,6 +462,7 @@ class RuncDriver:
         sbx = self._get(sandbox_id)
         if sbx.checkpoint is not None or sbx.link is None:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        changed = False
         if limits is not None:
             limits = limits.clamp(self.settings.max_limits)
             if limits.disk_mb != sbx.limits.disk_mb:
@@ -471,11 +472,12 @@ class RuncDriver:
                     cgroups.set_limits(self._cgroup(sandbox_id), limits)
                 except OSError as exc:
                     raise errors.RuntimeDriverError(f"setting the limits of {sandbox_id!r} failed: {exc}") from exc
-                sbx.limits = limits
+                sbx.limits, changed = limits, True
         if network is not None and network != sbx.spec.network:
             await self.network.apply(sbx.link, network)
-            sbx.spec = dataclasses.replace(sbx.spec, network=network)
-        self._save(sbx)
+            sbx.spec, changed = dataclasses.replace(sbx.spec, network=network), True
+        if changed:
+            self._save(sbx)
 
     # -- pause, stats, destroy ----------------------------------------------------------
 
@@ -779,7 +781,7 @@ class RuncDriver:
 
         await asyncio.gather(unmount(), disconnect())
         cgroups.remove(self._cgroup(sandbox_id))
-        if not problems:
+        if not problems and sdir.exists():
             await step("remove files", asyncio.to_thread(shutil.rmtree, sdir, ignore_errors=False))
         if problems and not sdir.exists():
             problems.append("state directory vanished")
