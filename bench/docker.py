@@ -112,8 +112,10 @@ def timed_runs(argv: list[str], runs: int, warmup: int = 0) -> list[float]:
     return samples
 
 
-def docker_figures(runs: int, exec_runs: int) -> list[Figure]:
-    """`docker run` and `docker exec` of `true`; raises DockerUnavailable when dockerd cannot run."""
+@contextlib.contextmanager
+def base_image() -> Iterator[list[str]]:
+    """A private dockerd holding the `base` template's rootfs as image `IMAGE`; yields the
+    `docker` command line. Raises DockerUnavailable when dockerd cannot run here."""
     with dockerd() as docker:
         tar = subprocess.Popen(["tar", "-C", TEMPLATE_ROOTFS, "-c", "."], stdout=subprocess.PIPE)
         imported = subprocess.run(
@@ -123,6 +125,12 @@ def docker_figures(runs: int, exec_runs: int) -> list[Figure]:
         tar.stdout.close()
         if tar.wait() != 0 or imported.returncode != 0:
             raise DockerUnavailable(f"docker import failed: {imported.stderr.strip()[-500:]}")
+        yield docker
+
+
+def docker_figures(runs: int, exec_runs: int) -> list[Figure]:
+    """`docker run` and `docker exec` of `true`; raises DockerUnavailable when dockerd cannot run."""
+    with base_image() as docker:
         run = timed_runs([*docker, "run", "--rm", "--network", "none", "--user", "0", IMAGE, "true"], runs, warmup=2)
         container = subprocess.run(
             [*docker, "run", "-d", "--network", "none", "--user", "0", IMAGE, "sleep", "infinity"],

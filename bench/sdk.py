@@ -88,11 +88,13 @@ async def _sweep(settings: Any) -> None:
 
 
 @contextlib.contextmanager
-def sandlot_server(log_to: Path | None) -> Iterator[Server]:
+def sandlot_server(log_to: Path | None, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """A `sandlot serve` with its own data directory, instance and subnet, and ``settings`` as
+    its ``SANDLOT_*`` variables (the caller's own are not passed on)."""
     data_dir = Path(tempfile.mkdtemp(prefix="sandlot-bench-sdk-", dir="/var/tmp"))
     os.chmod(data_dir, 0o711)
     env = {name: value for name, value in os.environ.items() if not name.startswith(("E2B_", "SANDLOT_"))}
-    env |= {"SANDLOT_INSTANCE": "benchsdk", "SANDLOT_SUBNET": "10.197.0.0/16"}
+    env |= {"SANDLOT_INSTANCE": "benchsdk", "SANDLOT_SUBNET": "10.197.0.0/16", **(settings or {})}
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     sandlot = Path(sys.executable).parent / "sandlot"

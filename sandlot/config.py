@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sandlot.runtime import models
 
-__all__ = ["RuntimeSettings", "ServerSettings", "Settings"]
+__all__ = ["ExecuteSettings", "RuntimeSettings", "ServerSettings", "Settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +75,11 @@ class ServerSettings:
     """The longest lifetime a create, connect or set_timeout may ask for; longer asks get this."""
     driver: str = "runc"
     """The runtime driver, by its name in the ``sandlot.runtime_drivers`` entry points."""
+    pool_min: int = 1
+    """Sandboxes of the ``base`` template with the default limits kept made ahead of time, so
+    that ``POST /sandboxes`` hands one out instead of making it (0: no pool)."""
+    pool_max: int = 4
+    """The most such sandboxes the pool grows to when creates come faster than it refills."""
 
     def resolved_domain(self) -> str:
         if self.domain:
@@ -85,23 +90,54 @@ class ServerSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ExecuteSettings:
+    """``POST /execute``: its warm pools of runner sandboxes, its queue and its ceilings.
+
+    Read from ``SANDLOT_EXECUTE_<FIELD>`` (``SANDLOT_EXECUTE_POOL_MAX=16``).
+    """
+
+    pool_min: int = 2
+    """Runner sandboxes kept ready per template, whatever the load."""
+    pool_max: int = 8
+    """The most runner sandboxes per template: also the most runs at once."""
+    queue: int = 64
+    """Runs that may wait for a runner sandbox; one more is answered 429 with Retry-After."""
+    queue_timeout: float = 30.0
+    """Seconds a run may wait for a runner sandbox before it is answered 503."""
+    reuse: bool = True
+    """Reset a runner sandbox after a run and give it to the next one (1-3 ms), instead of
+    destroying it and making a fresh one (~55 ms of CPU, which caps throughput)."""
+    memory_mb: int = 512
+    """A run's memory limit when the request sets none (at most the runtime's maximum)."""
+    timeout_max: float = 60.0
+    """The longest wall-clock ``timeout`` a run may ask for."""
+    output_limit_max: int = 8 << 20
+    """The largest ``output_limit`` (bytes of stdout and stderr together) a run may ask for."""
+    languages_dir: Path | None = None
+    """A directory of extra language files (``NAME.toml``), searched before the built-in ones."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     runtime: RuntimeSettings = RuntimeSettings()
     server: ServerSettings = ServerSettings()
+    execute: ExecuteSettings = ExecuteSettings()
 
     @classmethod
     def from_env(
         cls,
         environ: Mapping[str, str] | None = None,
         server: Mapping[str, object] | None = None,
+        execute: Mapping[str, object] | None = None,
         **runtime: object,
     ) -> Settings:
-        """Settings from explicit values (``server`` for the server section, keywords for the
-        runtime's), then ``SANDLOT_*`` variables, then defaults."""
+        """Settings from explicit values (``server`` and ``execute`` for those sections,
+        keywords for the runtime's), then ``SANDLOT_*`` variables, then defaults."""
         env = os.environ if environ is None else environ
         return cls(
             runtime=_section(RuntimeSettings, runtime, env),  # type: ignore[arg-type]
             server=_section(ServerSettings, server or {}, env),  # type: ignore[arg-type]
+            execute=_section(ExecuteSettings, execute or {}, env, prefix="SANDLOT_EXECUTE_"),  # type: ignore[arg-type]
         )
 
     @property
@@ -114,10 +150,10 @@ class Settings:
         return self.server.database_url or f"sqlite:///{self.state_dir / 'sandlot.db'}"
 
 
-def _section(kind: type, given: Mapping[str, object], env: Mapping[str, str]) -> object:
+def _section(kind: type, given: Mapping[str, object], env: Mapping[str, str], prefix: str = "SANDLOT_") -> object:
     values: dict[str, object] = {}
     for field in dataclasses.fields(kind):
-        key = field.metadata.get("env", f"SANDLOT_{field.name.upper()}")
+        key = field.metadata.get("env", f"{prefix}{field.name.upper()}")
         if field.name in given and given[field.name] is not None:
             values[field.name] = given[field.name]
         elif key in env:
@@ -138,6 +174,8 @@ def _parse(raw: str, kind: object, key: str) -> object:
             raise ValueError(raw)
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "str":
             return raw
     except ValueError:

@@ -24,8 +24,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from sandlot.agent import target
-from sandlot.api import auth, control, errors
+from sandlot.api import auth, control, errors, execute
 from sandlot.config import Settings
+from sandlot.execute import service as execute_service
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import timers as lifecycle_timers
 from sandlot.runtime import base, drivers
@@ -71,6 +72,7 @@ def create_app(
     app.state.ready = False
     app.state.domain = settings.server.resolved_domain()
     app.include_router(control.router)
+    app.include_router(execute.router)
     errors.install(app)
 
     async def resolve(
@@ -124,7 +126,8 @@ def _lifespan(
                 driver = await stack.enter_async_context(
                     drivers.load(settings.server.driver)(settings.runtime)
                 )
-            manager = lifecycle.SandboxManager(driver, database, settings)
+            pool = lifecycle.sandbox_pool(driver, settings)
+            manager = lifecycle.SandboxManager(driver, database, settings, pool)
             report = await manager.start()
             logger.info(
                 "server.start adopted=%d lost=%d removed=%d",
@@ -132,12 +135,20 @@ def _lifespan(
                 len(report.missing),
                 len(report.removed),
             )
+            # Pools start after the reconcile, which removes every sandbox the store does not know.
+            if pool is not None:
+                pool.start()
+                stack.push_async_callback(pool.aclose)
+            executor = execute_service.Executor(driver, settings)
+            executor.start()
+            stack.push_async_callback(executor.aclose)
             timers = lifecycle_timers.Timers(manager)
             timers.start()
             stack.push_async_callback(timers.aclose)
             app.state.database = database
             app.state.keys = auth.KeyCache(database)
             app.state.manager = manager
+            app.state.executor = executor
             app.state.ready = True
             try:
                 yield

@@ -7,6 +7,7 @@ serialised once, by pydantic, straight to bytes: ``GET /sandboxes/{id}`` is the 
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
@@ -393,10 +394,24 @@ async def fork(
 @router.get(
     "/health",
     include_in_schema=True,
+    response_model=models.Health,
     responses={503: {"model": models.Error}},
-    summary="200 when ready",
+    summary="200 when the server and its warm pools are healthy",
 )
 async def health(request: Request) -> Response:
+    """``status`` ``ok`` and each pool's figures; 503 while starting, or when a pool's creates
+    keep failing (its ``lastError`` says why)."""
     if not getattr(request.app.state, "ready", False):
         raise errors.ApiError(503, "starting")
-    return Response(b'{"status":"ok"}', media_type="application/json")
+    found = {**request.app.state.executor.health()}
+    pool = request.app.state.manager.pool
+    if pool is not None:
+        found[pool.name] = pool.stats()
+    report = models.Health(
+        status="ok" if all(s.healthy for s in found.values()) else "unhealthy",
+        pools={name: models.PoolHealth.model_validate(dataclasses.asdict(s)) for name, s in found.items()},
+    )
+    if report.status != "ok":
+        broken = ", ".join(name for name, s in found.items() if not s.healthy)
+        return _json(models.UnhealthyError(code=503, message=f"pools failing: {broken}", **report.model_dump()), 503)
+    return _json(report)

@@ -59,7 +59,8 @@ def install(app: FastAPI) -> None:
     async def lifecycle_error(
         _: Request, exc: lifecycle_errors.LifecycleError
     ) -> JSONResponse:
-        return error_response(exc.status, str(exc))
+        retry = getattr(exc, "retry_after", None)
+        return error_response(exc.status, str(exc), {"Retry-After": str(retry)} if retry else None)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

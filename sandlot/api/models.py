@@ -19,16 +19,19 @@ __all__ = [
     "Error",
     "ForkRequest",
     "ForkResult",
+    "Health",
     "Lifecycle",
     "ListedSandbox",
     "NetworkConfig",
     "NewSandbox",
     "PauseRequest",
+    "PoolHealth",
     "ResumeRequest",
     "Sandbox",
     "SandboxDetail",
     "SandboxMetric",
     "TimeoutRequest",
+    "UnhealthyError",
 ]
 
 Seconds = Annotated[int, Field(ge=0, le=2**31 - 1)]
@@ -178,3 +181,26 @@ class SandboxMetric(_Response):
     mem_cache: int = Field(alias="memCache")
     disk_used: int = Field(alias="diskUsed")
     disk_total: int = Field(alias="diskTotal")
+
+
+class PoolHealth(_Response):
+    """*sandlot*: one warm pool: sandboxes ready, in use and being made, and how big it may get."""
+
+    ready: int
+    busy: int
+    creating: int
+    waiting: int
+    target: int
+    min_size: int = Field(alias="minSize")
+    max_size: int = Field(alias="maxSize")
+    healthy: bool
+    last_error: str | None = Field(None, alias="lastError")
+
+
+class Health(_Response):
+    status: Literal["ok", "unhealthy"]
+    pools: dict[str, PoolHealth]
+
+
+class UnhealthyError(Error, Health):
+    """The 503 of ``GET /health``: an error body that still carries the pools' figures."""

@@ -5,8 +5,10 @@
   + InvalidRequest        400: the ask cannot be honoured as given (bad template name, CIDR...)
   + TemplateNotFound      404
   + Conflict              409: the sandbox is not in a state that allows it (pause of a paused one)
+  + Overloaded            429: too many requests wait already; ``retry_after`` seconds is a fair wait
   + NotSupported          501: a feature that comes with a later issue (pause)
   + RuntimeFailure        500: the runtime failed; the message says what, nothing half-made stays
+  + Unavailable           503: nothing can serve the request now (no runner became free in time)
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ __all__ = [
     "InvalidRequest",
     "LifecycleError",
     "NotSupported",
+    "Overloaded",
     "RuntimeFailure",
     "SandboxNotFound",
     "TemplateNotFound",
+    "Unavailable",
 ]
 
 
@@ -44,6 +48,18 @@ class TemplateNotFound(LifecycleError):
 
 class Conflict(LifecycleError):
     status = 409
+
+
+class Overloaded(LifecycleError):
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(LifecycleError):
+    status = 503
 
 
 class NotSupported(LifecycleError):

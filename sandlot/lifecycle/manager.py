@@ -41,13 +41,13 @@ import sqlalchemy as sa
 
 from sandlot.agent import target
 from sandlot.config import Settings
-from sandlot.lifecycle import errors
+from sandlot.lifecycle import errors, pools
 from sandlot.runtime import base, models
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
 from sandlot.store import models as store
 
-__all__ = ["LiveSandbox", "Metric", "SandboxManager", "new_sandbox_id"]
+__all__ = ["LiveSandbox", "Metric", "SandboxManager", "new_sandbox_id", "sandbox_pool"]
 
 logger = logging.getLogger("sandlot.lifecycle")
 
@@ -62,6 +62,26 @@ def new_sandbox_id() -> str:
     return secrets.choice(_ID_ALPHABET[:26]) + "".join(
         secrets.choice(_ID_ALPHABET) for _ in range(19)
     )
+
+
+def sandbox_pool(driver: base.RuntimeDriver, settings: Settings) -> pools.Pool | None:
+    """The warm pool of ``POST /sandboxes``: sandboxes of the ``base`` template with the default
+    limits and network policy, the shape most creates ask for (None when sized 0)."""
+    server, rt = settings.server, settings.runtime
+    if server.pool_max <= 0:
+        return None
+
+    def make() -> models.SandboxSpec:
+        return models.SandboxSpec(
+            sandbox_id=new_sandbox_id(),
+            limits=rt.default_limits.clamp(rt.max_limits),
+            network=models.NetworkPolicy(internet=rt.internet_default),
+        )
+
+    return pools.Pool(
+        driver, make, name="sandboxes", min_size=min(server.pool_min, server.pool_max),
+        max_size=server.pool_max, reuse=False,
+    )  # fmt: skip
 
 
 def _now() -> datetime:
@@ -134,11 +154,17 @@ class SandboxManager:
     """
 
     def __init__(
-        self, driver: base.RuntimeDriver, database: db.Database, settings: Settings
+        self,
+        driver: base.RuntimeDriver,
+        database: db.Database,
+        settings: Settings,
+        pool: pools.Pool | None = None,
     ) -> None:
         self.driver = driver
         self.database = database
         self.settings = settings
+        self.pool = pool
+        """Sandboxes made ahead of time that `create` hands out when one fits the request."""
         self._live: dict[str, LiveSandbox] = {}
         self._targets: dict[str, target.SandboxTarget] = {}
         self._cpu_samples: dict[str, tuple[float, int]] = {}
@@ -315,7 +341,11 @@ class SandboxManager:
             metadata=sbx.metadata,
         )
         try:
-            await self.driver.create(spec=spec)
+            claimed = await self._claim(spec)
+            if claimed is not None:
+                sbx.id = claimed
+            else:
+                await self.driver.create(spec=spec)
         except runtime_errors.TemplateNotFound as exc:
             raise errors.TemplateNotFound(str(exc)) from exc
         except ValueError as exc:
@@ -334,6 +364,22 @@ class SandboxManager:
         self.changed.set()
         logger.info("lifecycle.create.complete %s team=%s", sbx.id, team_id)
         return sbx
+
+    async def _claim(self, spec: models.SandboxSpec) -> str | None:
+        """A sandbox of the warm pool made as ``spec`` asks (its id aside), with ``spec``'s
+        network policy put in force; None when the pool cannot serve it. The environment
+        needs nothing: the sandbox plane gives every process the sandbox's own."""
+        pool = self.pool
+        if pool is None or (spec.template, spec.limits) != (pool.spec.template, pool.spec.limits):
+            return None
+        claimed = pool.take_nowait()
+        if claimed is not None and spec.network != pool.spec.network:
+            try:
+                await self.driver.update(sandbox_id=claimed, network=spec.network)
+            except BaseException:
+                await asyncio.shield(self._destroy(claimed))
+                raise
+        return claimed
 
     def _insert(self, sbx: LiveSandbox) -> None:
         with self.database.session() as session:

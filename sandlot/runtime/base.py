@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Mapping
 from typing import Protocol
 
 from sandlot.runtime import models
@@ -80,6 +80,17 @@ class RuntimeDriver(Protocol):
     async def resume(self, *, sandbox_id: str) -> None: ...
 
     async def stats(self, *, sandbox_id: str) -> models.Stats: ...
+
+    async def update(
+        self, *, sandbox_id: str, limits: models.Limits | None = None, network: models.NetworkPolicy | None = None
+    ) -> None:
+        """Change a running sandbox's memory, CPU and pids limits or its network policy."""
+
+    async def reset(self, *, sandbox_id: str) -> None:
+        """Make a runner sandbox (`models.SandboxSpec.runner`) as new between two runs."""
+
+    async def put_files(self, *, sandbox_id: str, files: Mapping[str, bytes]) -> None:
+        """Write the files of a runner sandbox's next run into its working directory."""
 
     async def filesystem(self, *, sandbox_id: str) -> models.HostFilesystem:
         """The sandbox's root filesystem as the host sees it, for the file services."""

@@ -205,10 +205,12 @@ def decode_error(payload: bytes) -> tuple[int, str]:
 def decode_exit(payload: bytes) -> models.ExitStatus:
     reader = PayloadReader(payload)
     code, signum = reader.i32(), reader.i32()
+    # An init restored from a checkpoint made before max_rss_kb existed sends without it.
+    rss = reader.u32() if len(payload) > 8 else None
     reader.end()
     if signum:
-        return models.ExitStatus(exit_code=None, signal=signum)
-    return models.ExitStatus(exit_code=code)
+        return models.ExitStatus(exit_code=None, signal=signum, max_rss_kb=rss)
+    return models.ExitStatus(exit_code=code, max_rss_kb=rss)
 
 
 def decode_list(payload: bytes) -> list[models.ProcessInfo]:

@@ -106,6 +106,12 @@ class SandboxSpec:
     metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
     hostname: str | None = None
     """Defaults to the sandbox id."""
+    runner: bool = False
+    """A runner sandbox, made to run one untrusted program after another (``POST /execute``):
+    its root filesystem is read-only, the only writable places (``/tmp``, ``/var/tmp``,
+    ``/dev/shm`` and the template's working directory) sit on one tmpfs of ``limits.disk_mb``,
+    no process can gain privileges (``no_new_privs``: no sudo), and `reset` makes it as new
+    again between runs. It cannot be checkpointed or forked."""
 
 
 class SandboxState(str, enum.Enum):
@@ -172,6 +178,9 @@ class ExitStatus:
 
     exit_code: int | None
     signal: int | None = None
+    max_rss_kb: int | None = dataclasses.field(default=None, compare=False)
+    """The peak resident memory of the process and the descendants it waited for, when the
+    runtime knows it."""
 
     @property
     def ok(self) -> bool:
@@ -200,6 +209,10 @@ class Stats:
     disk_bytes: int
     disk_limit_bytes: int
     pids: int
+    memory_peak_bytes: int = 0
+    """The most memory in use at once since the sandbox started or was last `reset`."""
+    oom_kills: int = 0
+    """Processes the kernel's OOM killer has ended in the sandbox since it started."""
 
 
 @dataclasses.dataclass(frozen=True)

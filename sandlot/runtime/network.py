@@ -25,7 +25,6 @@ they are in place before the veth exists and stay across a checkpoint.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import ipaddress

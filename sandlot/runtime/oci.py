@@ -12,6 +12,9 @@ Security layers, outermost first:
 - masked and read-only ``/proc`` and ``/sys`` paths;
 - ``no_new_privs`` stays off on purpose: the ``user`` user has passwordless ``sudo`` (as in
   E2B), and sudo is a setuid program. Inside a user namespace that gains nothing on the host.
+  Runner sandboxes (`models.SandboxSpec.runner`) are the exception: they run untrusted code
+  that never needs root, so they get ``no_new_privs`` and a read-only root, and their
+  writable places are bind mounts of one scratch tmpfs that the driver empties between runs.
 
 runc makes the network namespace (inside the user namespace, see `sandlot.runtime.network`),
 which is also what lets ``/sys`` be a fresh read-only sysfs showing the sandbox's own
@@ -22,11 +25,12 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from sandlot.runtime import models
+from sandlot.runtime import cgroups, models
 
-__all__ = ["INIT_PATH", "INIT_PORT", "bundle_config"]
+__all__ = ["INIT_PATH", "INIT_PORT", "SCRATCH_DIRS", "bundle_config"]
 
 INIT_PATH = "/.sandlot/init"
 """Where the sandbox's PID 1, sandlot-init, is bind-mounted (read-only) inside the sandbox."""
@@ -34,6 +38,10 @@ INIT_PORT = 49983
 """The port sandlot-init listens on inside the sandbox (envd's port in E2B)."""
 
 ID_RANGE = 65536
+
+SCRATCH_DIRS = {"tmp": "/tmp", "var-tmp": "/var/tmp", "shm": "/dev/shm"}
+"""A runner sandbox's writable places: each subdirectory of the scratch tmpfs and where it is
+bound inside (the template's working directory, from ``home``, comes on top)."""
 
 _CAPABILITIES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
@@ -79,8 +87,15 @@ def bundle_config(
     init_binary: str,
     userns_base: int | None,
     nofile: int,
+    scratch: Path | None = None,
+    workdir: str = "/home/user",
 ) -> dict[str, Any]:
-    """The config.json of a sandbox whose rootfs is mounted at ``<bundle>/rootfs``."""
+    """The config.json of a sandbox whose rootfs is mounted at ``<bundle>/rootfs``.
+
+    With ``scratch`` (the host directory holding a runner sandbox's scratch space) the root is
+    read-only, privileges cannot be gained, and `SCRATCH_DIRS` plus ``workdir`` are bound from
+    it.
+    """
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "cgroup", "network")]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
@@ -107,12 +122,12 @@ def bundle_config(
             "cwd": "/",
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
-            "noNewPrivileges": False,
+            "noNewPrivileges": scratch is not None,
             "oomScoreAdj": 500,
         },
-        "root": {"path": "rootfs", "readonly": False},
+        "root": {"path": "rootfs", "readonly": scratch is not None},
         "hostname": hostname,
-        "mounts": _mounts(init_binary),
+        "mounts": _mounts(init_binary, scratch, workdir),
         # Runs in the host's namespaces once the sandbox's exist, at create and at restore.
         "hooks": {"createRuntime": [{"path": init_binary, "args": ["sandlot-init", *network_hook]}]},
         "linux": linux,
@@ -121,7 +136,7 @@ def bundle_config(
 
 def _resources(limits: models.Limits) -> dict[str, Any]:
     memory = limits.memory_mb * 1024 * 1024
-    period = 100_000
+    period = cgroups.CPU_PERIOD_US
     return {
         "devices": [{"allow": False, "access": "rwm"}],
         # swap = memory: no swap at all, so the limit is a real one and OOM comes quickly.
@@ -131,9 +146,9 @@ def _resources(limits: models.Limits) -> dict[str, Any]:
     }
 
 
-def _mounts(init_binary: str) -> list[dict[str, Any]]:
+def _mounts(init_binary: str, scratch: Path | None, workdir: str) -> list[dict[str, Any]]:
     nodev = ["nosuid", "noexec", "nodev"]
-    return [
+    mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -148,6 +163,16 @@ def _mounts(init_binary: str) -> list[dict[str, Any]]:
         {"destination": INIT_PATH, "type": "bind", "source": init_binary,
          "options": ["bind", "ro", "nosuid", "nodev"]},
     ]  # fmt: skip
+    if scratch is None:
+        return mounts
+    binds = {**SCRATCH_DIRS, "home": workdir}
+    mounts = [m for m in mounts if m["destination"] not in binds.values()]
+    mounts += [
+        {"destination": inside, "type": "bind", "source": str(scratch / name),
+         "options": ["bind", "nosuid", "nodev", *(["noexec"] if name == "shm" else [])]}
+        for name, inside in binds.items()
+    ]  # fmt: skip
+    return mounts
 
 
 def _seccomp() -> dict[str, Any]:

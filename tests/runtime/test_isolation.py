@@ -16,19 +16,8 @@ import pytest
 from sandlot.runtime import models
 from sandlot.runtime.drivers.runc import RuncDriver
 
+from tests.internet import CONNECT, SERVE
 from tests.runtime.conftest import SandboxFactory, run
-
-CONNECT = """
-import socket, sys
-s = socket.socket()
-s.settimeout(float(sys.argv[3]) if len(sys.argv) > 3 else 1.0)
-try:
-    s.connect((sys.argv[1], int(sys.argv[2])))
-    print("connected", s.recv(64).decode())
-except OSError as e:
-    print("refused" if isinstance(e, ConnectionRefusedError) else "blocked", type(e).__name__)
-"""
-
 
 @pytest.fixture
 def host_service() -> Iterator[tuple[int, int]]:
@@ -122,16 +111,6 @@ async def test_sandboxes_cannot_reach_each_other(driver: RuncDriver, make_sandbo
         assert result.stdout.startswith("blocked"), result.stdout
     await server.signal(9)
     await server.wait()
-
-
-SERVE = """
-import socket, sys
-s = socket.create_server(("0.0.0.0", int(sys.argv[1])))
-while True:
-    c, _ = s.accept()
-    c.send(b"hi")
-    c.close()
-"""
 
 
 async def test_planted_symlinks_do_not_reach_the_host(

@@ -28,6 +28,7 @@ import contextlib
 import ctypes
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -36,7 +37,9 @@ import resource
 import secrets
 import shutil
 import signal
-from collections.abc import Collection, Iterator, Sequence
+import stat
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,7 @@ _DEFAULT_ENV = {
     "LANG": "C.UTF-8",
 }
 _READY_TIMEOUT = 10.0
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclasses.dataclass
@@ -85,6 +89,7 @@ class _Sandbox:
                 "env": dict(self.spec.env),
                 "metadata": dict(self.spec.metadata),
                 "hostname": self.spec.hostname,
+                "runner": self.spec.runner,
             },
             "limits": dataclasses.asdict(self.limits),
             "link": dataclasses.asdict(self.link) if self.link else None,
@@ -107,6 +112,7 @@ class _Sandbox:
             env=s["env"],
             metadata=s["metadata"],
             hostname=s["hostname"],
+            runner=s.get("runner", False),
         )
         return cls(
             spec=spec,
@@ -258,14 +264,42 @@ class RuncDriver:
         image, mnt, rootfs = sdir / "disk.img", sdir / "disk", sdir / "bundle" / "rootfs"
         for d in (mnt, rootfs):
             d.mkdir(parents=True)
-        await self._disks.take(image, size_mb=sbx.limits.disk_mb)
-        disk.mount(image, mnt)
+        if sbx.spec.runner:
+            # No disk image: the scratch tmpfs is the disk, and `reset` empties it.
+            mb = sbx.limits.disk_mb
+            mounts.mount("tmpfs", mnt, "tmpfs", flags=mounts.MS_NOSUID | mounts.MS_NODEV,
+                         options=f"size={mb}m,nr_inodes={mb * 64},mode=0711,uid={owner},gid={owner}")  # fmt: skip
+            await asyncio.to_thread(self._fill_scratch, sbx, mnt)
+        else:
+            await self._disks.take(image, size_mb=sbx.limits.disk_mb)
+            disk.mount(image, mnt)
         upper, work = mnt / "upper", mnt / "work"
         for d in (upper, work):
             d.mkdir()
             os.chown(d, owner, owner)
         _write_etc(upper, sbx, owner)
         mounts.mount("overlay", rootfs, "overlay", options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")
+
+    def _fill_scratch(self, sbx: _Sandbox, scratch: Path) -> None:
+        """Make (or, after a run, make again) a runner sandbox's writable places as new: empty
+        ``tmp``, ``var-tmp`` and ``shm``, and a ``home`` holding only what the template's
+        working directory holds. Nothing in the sandbox runs while this happens, so no path
+        here can change under it; entries are removed without following links."""
+        workdir = _template_meta(sbx.lower).get("workdir", "/home/user")
+        for name in (*oci.SCRATCH_DIRS, "home"):
+            d = scratch / name
+            d.mkdir(exist_ok=True)
+            with os.scandir(d) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        shutil.rmtree(entry.path)
+                    else:
+                        os.unlink(entry.path)
+            if name == "home":
+                _mirror(Path(sbx.lower) / workdir.lstrip("/"), d)
+            else:
+                os.chown(d, self._owner, self._owner)
+                os.chmod(d, 0o1777)
 
     def _write_config(self, sbx: _Sandbox, link: network.Link, sdir: Path, template: dict[str, Any]) -> None:
         sid = sbx.spec.sandbox_id
@@ -278,6 +312,8 @@ class RuncDriver:
             init_binary=self._init_binary,
             userns_base=self.settings.userns_base if self.settings.userns else None,
             nofile=self._nofile,
+            scratch=sdir / "disk" if sbx.spec.runner else None,
+            workdir=template.get("workdir", "/home/user"),
         )
         _write_json(sdir / "bundle" / "config.json", config)
 
@@ -374,6 +410,75 @@ class RuncDriver:
     async def processes(self, *, sandbox_id: str) -> builtins.list[models.ProcessInfo]:
         return await self._running(sandbox_id).list()
 
+    # -- runner sandboxes: reset, files, limits --------------------------------------------
+
+    def _runner(self, sandbox_id: str) -> _Sandbox:
+        sbx = self._get(sandbox_id)
+        if not sbx.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not a runner sandbox")
+        state = self._info(sbx).state
+        if state is not models.SandboxState.RUNNING:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is {state.value}")
+        return sbx
+
+    async def reset(self, *, sandbox_id: str) -> None:
+        """Make a runner sandbox as new for the next run: every process but init killed and
+        reaped, its writable places emptied (the home directory back to the template's), the
+        System V IPC objects and POSIX message queues of its IPC namespace removed, and its
+        memory peak started over. Limits and network policy are left as `update` set them."""
+        sbx = self._runner(sandbox_id)
+        cgroup = self._cgroup(sandbox_id)
+        try:
+            await cgroups.kill_all_but(cgroup, sbx.init_pid)
+            await _in_own_thread(_clear_ipc, sbx.init_pid)
+            await asyncio.to_thread(self._fill_scratch, sbx, self._sandboxes_dir / sandbox_id / "disk")
+            cgroups.reset_peak(cgroup)
+        except (OSError, TimeoutError) as exc:
+            raise errors.RuntimeDriverError(f"resetting sandbox {sandbox_id!r} failed: {exc}") from exc
+
+    async def put_files(self, *, sandbox_id: str, files: Mapping[str, bytes]) -> None:
+        """Write ``files`` (relative paths, ``src/main.rs``; directories are made) into a runner
+        sandbox's working directory, owned by the template's user, for its next run.
+
+        Only while nothing but init runs in it (just made, or just `reset`): then no path
+        under the directory can be changed by the sandbox while it is written.
+        """
+        self._runner(sandbox_id)
+        if cgroups.usage(self._cgroup(sandbox_id)).pids > 1:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is running something: reset it first")
+        for name in files:
+            parts = name.split("/")
+            if name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in parts):
+                raise ValueError(f"file name {name!r}: use a relative path without '.', '..' or empty parts")
+        home = self._sandboxes_dir / sandbox_id / "disk" / "home"
+        st = os.stat(home)
+        await asyncio.to_thread(_write_tree, home, files, st.st_uid, st.st_gid)
+
+    async def update(
+        self, *, sandbox_id: str, limits: models.Limits | None = None, network: models.NetworkPolicy | None = None
+    ) -> None:
+        """Change a running sandbox's memory, CPU and pids limits (clamped to the server's
+        maximums; the disk cannot change) or its network policy, in place."""
+        sbx = self._get(sandbox_id)
+        if sbx.checkpoint is not None or sbx.link is None:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        changed = False
+        if limits is not None:
+            limits = limits.clamp(self.settings.max_limits)
+            if limits.disk_mb != sbx.limits.disk_mb:
+                raise ValueError("limits.disk_mb cannot change after a sandbox is made")
+            if limits != sbx.limits:
+                try:
+                    cgroups.set_limits(self._cgroup(sandbox_id), limits)
+                except OSError as exc:
+                    raise errors.RuntimeDriverError(f"setting the limits of {sandbox_id!r} failed: {exc}") from exc
+                sbx.limits, changed = limits, True
+        if network is not None and network != sbx.spec.network:
+            await self.network.apply(sbx.link, network)
+            sbx.spec, changed = dataclasses.replace(sbx.spec, network=network), True
+        if changed:
+            self._save(sbx)
+
     # -- pause, stats, destroy ----------------------------------------------------------
 
     async def pause(self, *, sandbox_id: str) -> None:
@@ -403,6 +508,8 @@ class RuncDriver:
         what is inside the sandbox, and a stream that the host held ends here.
         """
         sbx = self._get(sandbox_id)
+        if sbx.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is a runner sandbox: it cannot be checkpointed")
         if sbx.checkpoint is not None:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is already checkpointed")
         if self._info(sbx).state is models.SandboxState.STOPPED:
@@ -469,6 +576,8 @@ class RuncDriver:
         time. A copy keeps the original's hostname and processes, with new pids outside.
         """
         parent = self._get(sandbox_id)
+        if parent.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is a runner sandbox: it cannot be forked")
         if self._info(parent).state is not models.SandboxState.RUNNING:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
         for spec in children:
@@ -531,7 +640,7 @@ class RuncDriver:
         mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay",
                      options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
         assert sbx.link is not None
-        self._write_config(sbx, sbx.link, sdir, json.loads((Path(sbx.lower).parent / "template.json").read_text()))
+        self._write_config(sbx, sbx.link, sdir, _template_meta(sbx.lower))
         criu_work = sdir / "criu-work"
         shutil.rmtree(criu_work, ignore_errors=True)
         criu_work.mkdir(mode=0o700)
@@ -611,6 +720,8 @@ class RuncDriver:
             disk_bytes=du.used,
             disk_limit_bytes=du.total,
             pids=cg.pids,
+            memory_peak_bytes=cg.memory_peak_bytes,
+            oom_kills=cg.oom_kills,
         )
 
     async def filesystem(self, *, sandbox_id: str) -> models.HostFilesystem:
@@ -670,7 +781,7 @@ class RuncDriver:
 
         await asyncio.gather(unmount(), disconnect())
         cgroups.remove(self._cgroup(sandbox_id))
-        if not problems:
+        if not problems and sdir.exists():
             await step("remove files", asyncio.to_thread(shutil.rmtree, sdir, ignore_errors=False))
         if problems and not sdir.exists():
             problems.append("state directory vanished")
@@ -761,8 +872,7 @@ def _criu_errors(work: Path) -> str:
 
 
 def _become_subreaper() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise errors.RuntimeDriverError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
 
 
@@ -825,6 +935,120 @@ def _write_json(path: Path, data: Any) -> None:
     with open(tmp, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
         json.dump(data, f)
     os.replace(tmp, path)
+
+
+@functools.lru_cache(maxsize=64)
+def _template_meta(lower: str) -> dict[str, Any]:
+    """The ``template.json`` of the build whose rootfs is ``lower`` (builds never change)."""
+    return json.loads((Path(lower).parent / "template.json").read_text())  # type: ignore[no-any-return]
+
+
+def _mirror(source: Path, dest: Path) -> None:
+    """Copy the tree ``source`` into the existing directory ``dest`` with the same modes and
+    owners (template files are owned by the sandbox's uid range already)."""
+    st = os.lstat(source)
+    os.chown(dest, st.st_uid, st.st_gid)
+    os.chmod(dest, stat.S_IMODE(st.st_mode))
+    with os.scandir(source) as entries:
+        for entry in entries:
+            target = dest / entry.name
+            if entry.is_symlink():
+                os.symlink(os.readlink(entry.path), target)
+            elif entry.is_dir():
+                target.mkdir()
+                _mirror(Path(entry.path), target)
+                continue
+            elif entry.is_file():
+                shutil.copyfile(entry.path, target)
+            else:
+                continue  # no devices, fifos or sockets in a home directory
+            st = entry.stat(follow_symlinks=False)
+            os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
+            if not entry.is_symlink():
+                os.chmod(target, stat.S_IMODE(st.st_mode))
+
+
+def _write_tree(root: Path, files: Mapping[str, bytes], uid: int, gid: int) -> None:
+    """Create ``files`` under ``root``, which nothing else writes to now, owned by uid:gid."""
+    for name, data in files.items():
+        path = root
+        for part in name.split("/")[:-1]:
+            path = path / part
+            if not path.is_dir():
+                path.mkdir(mode=0o755)
+                os.chown(path, uid, gid)
+        path = path / name.rsplit("/", 1)[-1]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            os.fchown(fd, uid, gid)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+_CLONE_NEWIPC = 0x08000000
+_IPC_RMID = 0
+
+
+def _clear_ipc(init_pid: int) -> None:
+    """Remove every System V IPC object and POSIX message queue of init's IPC namespace.
+
+    They outlive the processes that made them, so a run could leave one for the next. This
+    thread joins the namespace (``/proc/sysvipc`` and the ``*ctl`` calls see the calling
+    thread's), removes what it lists, and goes back; message queues are unlinked through the
+    sandbox's own ``/dev/mqueue``.
+    """
+    own = os.open("/proc/thread-self/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+    theirs = os.open(f"/proc/{init_pid}/ns/ipc", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(theirs, _CLONE_NEWIPC) != 0:
+            raise OSError(ctypes.get_errno(), f"setns into the IPC namespace of {init_pid}")
+        try:
+            removers = {
+                "shm": lambda i: _libc.shmctl(i, _IPC_RMID, None),
+                "sem": lambda i: _libc.semctl(i, 0, _IPC_RMID),
+                "msg": lambda i: _libc.msgctl(i, _IPC_RMID, None),
+            }
+            for kind, remove in removers.items():
+                with open(f"/proc/sysvipc/{kind}") as f:
+                    for line in f.readlines()[1:]:
+                        if line.strip():
+                            remove(int(line.split()[1]))
+        finally:
+            if _libc.setns(own, _CLONE_NEWIPC) != 0:
+                raise OSError(ctypes.get_errno(), "setns back into the daemon's IPC namespace")
+    finally:
+        os.close(own)
+        os.close(theirs)
+    queues = os.open(f"/proc/{init_pid}/root/dev/mqueue", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        for name in os.listdir(queues):
+            os.unlink(name, dir_fd=queues)
+    finally:
+        os.close(queues)
+
+
+async def _in_own_thread(fn: Any, *args: Any) -> Any:
+    """Run ``fn`` in a thread of its own that ends with it, so that a thread whose namespaces
+    ``fn`` changed can never be handed other work (as a pool's thread could)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+
+    def settle(result: Any, exc: BaseException | None) -> None:
+        if not done.done():
+            done.set_exception(exc) if exc is not None else done.set_result(result)
+
+    def target() -> None:
+        try:
+            result, exc = fn(*args), None
+        except BaseException as caught:  # noqa: BLE001 - handed to the awaiting task
+            result, exc = None, caught
+        loop.call_soon_threadsafe(settle, result, exc)
+
+    threading.Thread(target=target, name="sandlot-ns", daemon=True).start()
+    return await done
 
 
 def _write_etc(upper: Path, sbx: _Sandbox, owner: int) -> None:

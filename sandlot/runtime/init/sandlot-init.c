@@ -55,7 +55,9 @@
  *   0x81 OK, 0x82 STARTED u32 pid, 0x8F ERROR u32 errno + str message,
  *   0x84 LIST u32 count + per process (u32 pid, u8 pty, str tag, str cwd, list argv),
  *   on a stream: 0x90 STDOUT data, 0x91 STDERR data,
- *   0x92 EXIT i32 exit_code (-1 if killed), i32 signal (0 if it exited); then init closes.
+ *   0x92 EXIT i32 exit_code (-1 if killed), i32 signal (0 if it exited), u32 max_rss_kb (the
+ *        peak resident memory of the process and the descendants it waited for); then init
+ *        closes.
  *
  * On a PTY, CLOSE_STDIN sends the terminal's EOF character (^D) instead of closing anything.
  * A malformed frame, an unknown type or a frame that is too long closes the connection.
@@ -596,7 +598,7 @@ static void proc_free(struct proc *p)
 }
 
 /* The process was reaped: deliver what it left in its pipes, then EXIT, then forget it. */
-static void proc_exited(struct proc *p, int status)
+static void proc_exited(struct proc *p, int status, const struct rusage *ru)
 {
     for (int which = 0; which < 2; which++) {
         /* Bounded: a grandchild may go on filling the pipe forever. */
@@ -608,7 +610,7 @@ static void proc_exited(struct proc *p, int status)
         code = WEXITSTATUS(status);
     else if (WIFSIGNALED(status))
         sig = WTERMSIG(status);
-    uint32_t payload[2] = {htonl((uint32_t)code), htonl((uint32_t)sig)};
+    uint32_t payload[3] = {htonl((uint32_t)code), htonl((uint32_t)sig), htonl((uint32_t)ru->ru_maxrss)};
     while (p->nstreams > 0) {
         struct conn *c = p->streams[0];
         conn_frame(c, T_EXIT, payload, sizeof payload, NULL, 0);
@@ -622,10 +624,11 @@ static void reap_children(void)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    struct rusage ru;
+    while ((pid = wait4(-1, &status, WNOHANG, &ru)) > 0) {
         struct proc *p = proc_find((uint32_t)pid);
         if (p)
-            proc_exited(p, status);
+            proc_exited(p, status, &ru);
         /* Anything else was an orphan that ended up with us; its status means nothing. */
     }
 }

@@ -1,0 +1,45 @@
+"""``POST /execute`` and ``GET /execute/languages``: the one-shot code runner (`sandlot.execute`).
+
+Both need a team API key, as the control plane does. A run's answer is 200 whatever the
+program did (its status says); 400 is a request to fix, 429 (with ``Retry-After``) a full
+queue, 503 no runner free in time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from sandlot.api import auth
+from sandlot.api import models as api_models
+from sandlot.execute import models, service
+
+__all__ = ["router"]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": api_models.Error, "description": "Bad request: the message says what to fix"},
+    401: {"model": api_models.Error, "description": "Missing or invalid API key"},
+    429: {"model": api_models.Error, "description": "The queue is full: retry after Retry-After seconds"},
+    503: {"model": api_models.Error, "description": "No runner became free in time"},
+}
+
+router = APIRouter(responses=_ERRORS)
+
+Team = Annotated[str, Depends(auth.team)]
+
+
+def _executor(request: Request) -> service.Executor:
+    return request.app.state.executor  # type: ignore[no-any-return]
+
+
+@router.post("/execute", response_model=models.ExecuteResult, summary="Run a program once, in a fresh sandbox")
+async def execute(request: Request, team: Team, body: models.ExecuteRequest) -> Response:
+    result = await _executor(request).execute(body)
+    return Response(result.model_dump_json(), media_type="application/json")
+
+
+@router.get("/execute/languages", response_model=list[models.LanguageInfo], summary="Languages and their versions")
+async def languages(request: Request, team: Team) -> Response:
+    found = await _executor(request).languages()
+    return Response(b"[" + b",".join(i.model_dump_json().encode() for i in found) + b"]", media_type="application/json")
