@@ -13,6 +13,8 @@ Exit codes, chosen so that a script can tell the program's own failure from sand
 * ``124``: it was stopped at its time limit (wall clock or CPU), as GNU ``timeout`` exits;
 * ``137``: it was killed for going over its memory limit, as Docker and Kubernetes report an
   OOM kill (128 + SIGKILL);
+* ``141``: it was stopped for printing more than the output limit, as ``yes | head`` ends
+  ``yes`` (128 + SIGPIPE: the reader stopped reading); what it printed up to the limit is shown;
 * ``65``: it did not compile (``EX_DATAERR`` of sysexits.h: the input was wrong); the
   compiler's message is on stderr;
 * ``75``: the server stayed busy (429 through every retry of the SDK, each after its
@@ -22,8 +24,8 @@ Exit codes, chosen so that a script can tell the program's own failure from sand
 * ``2``: a usage error (a missing file, an extension with no known language);
 * ``130``: interrupted with Ctrl-C.
 
-A program cut at the output limit keeps the exit code it had (or got from its signal); the
-``sandlot:`` line says the output was cut. ``--json`` prints the whole result instead (both
+A program whose output was cut but that was not stopped for it (a compile stage's) keeps its
+exit code; the ``sandlot:`` line says the output was cut. ``--json`` prints the whole result instead (both
 stages, times, memory) and exits the same way.
 
 Example:
@@ -62,6 +64,7 @@ __all__ = ["EXIT", "EXTENSIONS", "exit_status", "run"]
 EXIT = {
     "timeout": 124,
     "oom": 137,
+    "output_limit": 141,
     "compile_error": 65,
     "busy": 75,
     "sandlot": 125,
@@ -96,6 +99,8 @@ def exit_status(result: ExecuteResult) -> int:
         return EXIT["timeout"]
     if stage.status == StageStatus.OOM:
         return EXIT["oom"]
+    if stage.status == StageStatus.OUTPUT_LIMIT:
+        return EXIT["output_limit"]
     if stage.exit_code is not None:
         return stage.exit_code & 0xFF
     if stage.signal:
@@ -127,7 +132,8 @@ def run(
 ) -> None:
     """Run a program once in a fresh sandbox; print its output and exit with its exit code.
 
-    Timeout 124, out of memory 137, compile error 65, server busy 75, sandlot failed 125.
+    Timeout 124, out of memory 137, output limit 141, compile error 65, server busy 75,
+    sandlot failed 125.
 
     Example:
         $ sandlot run hello.py

@@ -27,8 +27,9 @@ def _result(run_stage: dict[str, object] | None, compile_stage: dict[str, object
         ({"exit_code": None, "signal": "SIGKILL", "status": "timeout"}, 124),
         ({"exit_code": 0, "status": "timeout"}, 124),  # a limit wins over whatever code it had
         ({"exit_code": None, "signal": "SIGKILL", "status": "oom"}, 137),
-        ({"exit_code": 1, "status": "output_limit", "truncated": True}, 1),
-        ({"exit_code": None, "signal": "SIGXFSZ", "status": "output_limit"}, 153),
+        ({"exit_code": None, "signal": "SIGKILL", "status": "output_limit", "truncated": True}, 141),
+        ({"exit_code": 0, "status": "ok", "truncated": True}, 0),
+        ({"exit_code": None, "signal": "SIGXFSZ", "status": "runtime_error"}, 153),
         ({"exit_code": None, "signal": None, "status": "runtime_error"}, 137),
     ],
 )

@@ -138,11 +138,13 @@ def test_auto_pause_at_timeout_then_connect_resumes(sdk_server: SdkServer) -> No
         assert info.lifecycle is not None and info.lifecycle.on_timeout == "pause"
         sbx.files.write("/home/user/kept.txt", "still here")
         for _ in range(150):
-            if (sbx.get_info()).state == "paused":
+            info = sbx.get_info()
+            if info.state == "paused":
                 break
             _synchronization.sleep(0.1)
         else:
-            raise AssertionError("the sandbox was not paused at its timeout")
+            log = (sdk_server.data_dir / "server.log").read_text()[-3000:]
+            raise AssertionError(f"the sandbox was not paused at its timeout: {info}\n{log}")
         again = Sandbox.connect(sbx.sandbox_id, timeout=60, config=sdk_server.config)
         try:
             assert again.files.read("/home/user/kept.txt") == "still here"
