@@ -4,8 +4,9 @@
   + SandboxNotFound       404: no such live sandbox of this team
   + InvalidRequest        400: the ask cannot be honoured as given (bad template name, CIDR...)
   + TemplateNotFound      404
+  + SnapshotNotFound      404: no such live snapshot of this team
   + Conflict              409: the sandbox is not in a state that allows it (pause of a paused one)
-  + NotSupported          501: a feature that comes with a later issue (pause)
+  + NotSupported          501: the runtime driver cannot do it (checkpoints, snapshots)
   + RuntimeFailure        500: the runtime failed; the message says what, nothing half-made stays
 """
 
@@ -18,6 +19,7 @@ __all__ = [
     "NotSupported",
     "RuntimeFailure",
     "SandboxNotFound",
+    "SnapshotNotFound",
     "TemplateNotFound",
 ]
 
@@ -40,6 +42,14 @@ class InvalidRequest(LifecycleError):
 
 class TemplateNotFound(LifecycleError):
     status = 404
+
+
+class SnapshotNotFound(LifecycleError):
+    status = 404
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"snapshot {ref!r} not found")
+        self.ref = ref
 
 
 class Conflict(LifecycleError):
