@@ -142,6 +142,12 @@ def test_info_reads_boot_lifecycle_and_idle_timeout() -> None:
         api.parse_info(200, {}, json.dumps(json.loads(DETAIL) | {"lifecycle": {"onTimeout": "kill"}}).encode())
 
 
+def test_a_404_to_create_is_a_missing_template_not_a_missing_sandbox() -> None:
+    with pytest.raises(exceptions.TemplateNotFoundError, match="warm:v9"):
+        api.parse_created(404, {}, b'{"code":404,"message":"snapshot warm:v9 not found"}')
+    assert api.parse_created(201, {}, DETAIL).sandbox_id == "s1"
+
+
 def test_pause_and_resume_turn_409_into_false() -> None:
     assert api.pause_sandbox("s1") == api.Request("POST", "/sandboxes/s1/pause")
     assert api.parse_pause(204, {}, b"") is True

@@ -158,6 +158,7 @@ class AsyncSandbox:
 
         Raises:
             AuthenticationError: no key, or a wrong one.
+            TemplateNotFoundError: no template, or snapshot, of that name.
             RateLimitedError: the team's sandbox quota is used up.
 
         Example:
@@ -177,7 +178,7 @@ class AsyncSandbox:
                 auto_resume=auto_resume,
                 idle_timeout=idle_timeout,
             )
-            handle = await connection.api(request, api.parse_handle)
+            handle = await connection.api(request, api.parse_created)
         except BaseException:
             await connection.aclose()
             raise

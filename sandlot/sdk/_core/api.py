@@ -39,6 +39,7 @@ __all__ = [
     "kill_sandbox",
     "list_sandboxes",
     "list_snapshots",
+    "parse_created",
     "parse_delete_snapshot",
     "parse_fork",
     "parse_handle",
@@ -356,8 +357,13 @@ def encode_metadata_filter(metadata: Mapping[str, str]) -> str:
 # ----------------------------------------------------------------------------------- answers
 
 
-def raise_for_status(status: int, headers: Mapping[str, str], body: bytes, *, sandbox: bool = True) -> None:
+def raise_for_status(
+    status: int, headers: Mapping[str, str], body: bytes, *, sandbox: bool = True, context: str | None = None
+) -> None:
     """Raise the mapped error for a control-plane answer of ``status`` ≥ 400.
+
+    A 404 is a :class:`SandboxNotFoundError` when the request named a sandbox (``sandbox``),
+    or the narrower error ``context`` picks (``"template"`` for a create).
 
     Example:
         >>> raise_for_status(401, {}, b'{"code":401,"message":"invalid API key"}')
@@ -365,7 +371,7 @@ def raise_for_status(status: int, headers: Mapping[str, str], body: bytes, *, sa
         sandlot.sdk.exceptions.AuthenticationError: 401: invalid API key
     """
     if status >= 400:
-        raise errors.error_from_http(status, body, headers, context="sandbox" if sandbox else None)
+        raise errors.error_from_http(status, body, headers, context=context or ("sandbox" if sandbox else None))
 
 
 def parse_handle(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle:
@@ -472,6 +478,18 @@ def parse_pause(status: int, headers: Mapping[str, str], body: bytes) -> bool:
         return False
     raise_for_status(status, headers, body)
     return True
+
+
+def parse_created(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle:
+    """The answer to create: a 404 means the template (or snapshot) is unknown, not a sandbox.
+
+    Example:
+        >>> parse_created(404, {}, b'{"code":404,"message":"snapshot warm:v9 not found"}')
+        Traceback (most recent call last):
+        sandlot.sdk.exceptions.TemplateNotFoundError: 404: snapshot warm:v9 not found
+    """
+    raise_for_status(status, headers, body, context="template")
+    return _handle(decode_json_object(body))
 
 
 def parse_resume(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle | None:

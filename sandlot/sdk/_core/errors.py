@@ -95,6 +95,7 @@ STATUS_TO_CODE: dict[int, str] = {
 _NARROWER: dict[tuple[str, str], type[exceptions.SandlotError]] = {
     ("not_found", "filesystem"): exceptions.PathNotFoundError,
     ("not_found", "sandbox"): exceptions.SandboxNotFoundError,
+    ("not_found", "template"): exceptions.TemplateNotFoundError,
 }
 
 _GONE_MARKER = "was not found"  # §10.2: the literal a server uses for a killed/paused/expired sandbox
@@ -114,7 +115,7 @@ def error_from_connect(
         code: A Connect code string; an unknown one maps to :class:`ServerError`.
         message: The server's text.
         status: The HTTP status the error came with, if any.
-        context: ``"filesystem"`` or ``"sandbox"`` to pick a narrower ``NotFoundError``.
+        context: ``"filesystem"``, ``"sandbox"`` or ``"template"`` to pick a narrower ``NotFoundError``.
         retry_after: Seconds from a ``Retry-After`` header, for :class:`RateLimitedError`.
 
     Example:

@@ -160,6 +160,7 @@ class Sandbox:
 
         Raises:
             AuthenticationError: no key, or a wrong one.
+            TemplateNotFoundError: no template, or snapshot, of that name.
             RateLimitedError: the team's sandbox quota is used up.
 
         Example:
@@ -179,7 +180,7 @@ class Sandbox:
                 auto_resume=auto_resume,
                 idle_timeout=idle_timeout,
             )
-            handle = connection.api(request, api.parse_handle)
+            handle = connection.api(request, api.parse_created)
         except BaseException:
             connection.close()
             raise
