@@ -864,7 +864,10 @@ class SandboxManager:
         idle = [
             s
             for s, running_now in zip(quiet, busy, strict=True)
-            if not running_now and time.monotonic() - s.last_active >= s.idle_timeout  # type: ignore[operator]
+            if not running_now
+            and s.state == "running"  # not paused or ended while we asked
+            and s.id not in self._ending
+            and time.monotonic() - s.last_active >= s.idle_timeout  # type: ignore[operator]
         ]
         for s in idle:
             logger.info("lifecycle.idle %s: nothing for %d s", s.id, s.idle_timeout)
