@@ -1,8 +1,9 @@
 """The control plane's routes: E2B's REST shape, both SDK generations (docs/e2b-wire.md §2).
 
 Success statuses are exactly the ones the SDK expects (create 201, connect 200 running or 201
-resumed, kill, timeout and pause 204, fork 201); every error is ``{"code", "message"}`` (`sandlot.api.errors`). Responses are
-serialised once, by pydantic, straight to bytes: ``GET /sandboxes/{id}`` is the hot path.
+resumed, kill, timeout and pause 204, fork and snapshot 201, snapshot delete 204); every error is
+``{"code", "message"}`` (`sandlot.api.errors`). Responses are serialised once, by pydantic,
+straight to bytes: ``GET /sandboxes/{id}`` is the hot path.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from sandlot.api import auth, errors, models
 from sandlot.lifecycle import manager as lifecycle
+from sandlot.lifecycle import snapshots
+from sandlot.store import models as store
 
 __all__ = ["ENVD_VERSION", "router"]
 
@@ -98,8 +101,22 @@ def _detail(request: Request, sbx: lifecycle.LiveSandbox) -> models.SandboxDetai
         allow_internet_access=sbx.allow_internet,
         network=sbx.network,
         lifecycle=models.Lifecycle(
-            auto_resume=False, on_timeout="pause" if sbx.auto_pause else "kill"
+            auto_resume=sbx.auto_resume, on_timeout="pause" if sbx.auto_pause else "kill"
         ),
+        boot=sbx.boot,
+        idle_timeout=sbx.idle_timeout,
+    )
+
+
+def _snapshot(row: store.SnapshotRecord) -> models.SnapshotInfo:
+    tag = snapshots.tag_of(row)
+    return models.SnapshotInfo(
+        snapshot_id=tag,
+        names=[tag],
+        sandbox_id=row.sandbox_id,
+        memory=row.memory,
+        created_at=row.created_at,
+        size_bytes=row.size_bytes,
     )
 
 
@@ -108,6 +125,10 @@ def _detail(request: Request, sbx: lifecycle.LiveSandbox) -> models.SandboxDetai
 
 async def _create(request: Request, team: str, body: models.NewSandbox) -> Response:
     network = body.network or models.NetworkConfig()
+    if body.auto_pause_memory is False:
+        raise errors.ApiError(
+            400, "a filesystem-only auto-pause (autoPauseMemory: false) is not supported: pause keeps memory"
+        )
     sbx = await _manager(request).create(
         team,
         template=body.template_id,
@@ -122,6 +143,8 @@ async def _create(request: Request, team: str, body: models.NewSandbox) -> Respo
         cpu_count=body.cpu_count,
         memory_mb=body.memory_mb,
         disk_mb=body.disk_size_mb,
+        auto_resume=body.auto_resume is not None and body.auto_resume.enabled,
+        idle_timeout=body.idle_timeout,
     )
     return _json(_sandbox(request, sbx), 201)
 
@@ -386,6 +409,80 @@ async def fork(
     )
     response.status_code = 201
     return response
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/restart",
+    response_model=models.Sandbox,
+    summary="Restart a running or paused sandbox: every process ends, it boots clean on its files",
+)
+async def restart(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.RestartRequest | None = None,
+) -> Response:
+    sbx = await _manager(request).restart(
+        team, sandbox_id, body.timeout if body else None
+    )
+    return _json(_sandbox(request, sbx))
+
+
+# -- snapshots ------------------------------------------------------------------------------
+
+
+@router.post(
+    "/sandboxes/{sandbox_id}/snapshots",
+    status_code=201,
+    response_model=models.SnapshotInfo,
+    responses=_CONFLICT,
+    summary="Snapshot a running sandbox (files, and memory unless memory: false) to start sandboxes from",
+)
+async def create_snapshot(
+    request: Request,
+    team: Team,
+    sandbox_id: str,
+    body: models.SnapshotRequest | None = None,
+) -> Response:
+    body = body or models.SnapshotRequest()
+    row = await _manager(request).snapshot(
+        team, sandbox_id, name=body.name, memory=body.memory
+    )
+    return _json(_snapshot(row), 201)
+
+
+@router.get(
+    "/snapshots",
+    response_model=list[models.SnapshotInfo],
+    summary="The team's snapshots, newest first (next page token in X-Next-Token)",
+)
+async def list_snapshots(
+    request: Request,
+    team: Team,
+    sandbox_id: Annotated[str | None, Query(alias="sandboxID", max_length=64)] = None,
+    name: Annotated[str | None, Query(max_length=80, description="name or name:vN")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    next_token: Annotated[str | None, Query(alias="nextToken", max_length=512)] = None,
+) -> Response:
+    rows, token = await _manager(request).snapshots.list(
+        team, sandbox_id=sandbox_id, ref=name, limit=limit, next_token=next_token
+    )
+    return _list_json(
+        [_snapshot(r) for r in rows], headers={"X-Next-Token": token} if token else None
+    )
+
+
+@router.delete(
+    "/templates/{snapshot_id}",
+    status_code=204,
+    response_class=Response,
+    responses={404: {"model": models.Error, "description": "No such snapshot"}},
+    summary="Delete a snapshot (name:vN) or every version of a name; sandboxes made from it stay whole",
+)
+async def delete_snapshot(request: Request, team: Team, snapshot_id: str) -> Response:
+    if not await _manager(request).snapshots.delete(team, snapshot_id):
+        raise errors.ApiError(404, f"snapshot {snapshot_id!r} not found")
+    return Response(status_code=204)
 
 
 # -- health ---------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "AutoResume",
     "ConnectRequest",
     "Error",
     "ForkRequest",
@@ -26,10 +27,13 @@ __all__ = [
     "NewSandbox",
     "PauseRequest",
     "PoolHealth",
+    "RestartRequest",
     "ResumeRequest",
     "Sandbox",
     "SandboxDetail",
     "SandboxMetric",
+    "SnapshotInfo",
+    "SnapshotRequest",
     "TimeoutRequest",
     "UnhealthyError",
 ]
@@ -65,6 +69,11 @@ class NetworkConfig(_Request):
     """CIDRs (or addresses) the sandbox may never reach; ``0.0.0.0/0`` cuts it off."""
 
 
+class AutoResume(_Request):
+    enabled: bool
+    """Resume the sandbox, when paused, at its first sandbox-plane request."""
+
+
 class NewSandbox(_Request):
     template_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         "base", alias="templateID"
@@ -77,6 +86,13 @@ class NewSandbox(_Request):
     metadata: Labels | None = None
     env_vars: Labels | None = Field(None, alias="envVars")
     auto_pause: bool = Field(False, alias="autoPause")
+    """Pause instead of kill when its time is up (or it is idle for ``idleTimeout``)."""
+    auto_pause_memory: bool | None = Field(None, alias="autoPauseMemory")
+    """Only ``true`` (or absent) is honoured: a pause keeps memory."""
+    auto_resume: AutoResume | None = Field(None, alias="autoResume")
+    idle_timeout: Seconds | None = Field(None, alias="idleTimeout")
+    """*sandlot*: seconds without activity after which the sandbox gets its on-timeout
+    action (see docs/lifecycle.md); absent or 0: no idle limit."""
     network: NetworkConfig | None = None
     cpu_count: Annotated[float, Field(gt=0, le=1024)] | None = Field(
         None, alias="cpuCount"
@@ -104,6 +120,22 @@ class PauseRequest(_Request):
     memory: bool | None = None
     """Only ``true`` (or absent) is honoured: sandlot always keeps memory (no filesystem-only
     pause yet)."""
+
+
+class RestartRequest(_Request):
+    """*sandlot*: ``POST /sandboxes/{id}/restart``."""
+
+    timeout: Seconds | None = None
+    """Seconds the restarted sandbox lives; the server's default (300) when absent."""
+
+
+class SnapshotRequest(_Request):
+    """``POST /sandboxes/{id}/snapshots``."""
+
+    name: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    """Without a name the snapshot gets a new one, ``snap-<random>``; with one, the next tag."""
+    memory: bool = True
+    """``false``: files only; sandboxes made from it boot clean."""
 
 
 class ResumeRequest(_Request):
@@ -169,6 +201,26 @@ class SandboxDetail(ListedSandbox):
     allow_internet_access: bool | None = Field(None, alias="allowInternetAccess")
     network: dict[str, list[str]] | None = None
     lifecycle: Lifecycle | None = None
+    boot: Literal["clean", "resume", "fork"] | None = None
+    """*sandlot*: how its processes started: a fresh boot (create, restart, a filesystem
+    snapshot), restored from its own memory (resume) or another's (fork, memory snapshot)."""
+    idle_timeout: int | None = Field(None, alias="idleTimeout")
+    """*sandlot*: its idle timeout in seconds, when it has one."""
+
+
+class SnapshotInfo(_Response):
+    """A named snapshot (create answers one, ``GET /snapshots`` a list)."""
+
+    snapshot_id: str = Field(alias="snapshotID")
+    """``name:vN``: what ``templateID`` takes to start a sandbox from it."""
+    names: list[str]
+    sandbox_id: str = Field(alias="sandboxID")
+    """*sandlot*: the sandbox it was taken of."""
+    memory: bool
+    """*sandlot*: whether it holds memory (sandboxes go on from its processes)."""
+    created_at: datetime = Field(alias="createdAt")
+    size_bytes: int = Field(alias="sizeBytes")
+    """*sandlot*: what it takes on disk."""
 
 
 class SandboxMetric(_Response):

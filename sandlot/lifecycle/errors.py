@@ -4,9 +4,10 @@
   + SandboxNotFound       404: no such live sandbox of this team
   + InvalidRequest        400: the ask cannot be honoured as given (bad template name, CIDR...)
   + TemplateNotFound      404
+  + SnapshotNotFound      404: no such live snapshot of this team
   + Conflict              409: the sandbox is not in a state that allows it (pause of a paused one)
   + Overloaded            429: too many requests wait already; ``retry_after`` seconds is a fair wait
-  + NotSupported          501: a feature that comes with a later issue (pause)
+  + NotSupported          501: the runtime driver cannot do it (checkpoints, snapshots)
   + RuntimeFailure        500: the runtime failed; the message says what, nothing half-made stays
   + Unavailable           503: nothing can serve the request now (no runner became free in time)
 """
@@ -21,6 +22,7 @@ __all__ = [
     "Overloaded",
     "RuntimeFailure",
     "SandboxNotFound",
+    "SnapshotNotFound",
     "TemplateNotFound",
     "Unavailable",
 ]
@@ -44,6 +46,14 @@ class InvalidRequest(LifecycleError):
 
 class TemplateNotFound(LifecycleError):
     status = 404
+
+
+class SnapshotNotFound(LifecycleError):
+    status = 404
+
+    def __init__(self, ref: str) -> None:
+        super().__init__(f"snapshot {ref!r} not found")
+        self.ref = ref
 
 
 class Conflict(LifecycleError):

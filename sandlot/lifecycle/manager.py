@@ -10,38 +10,44 @@ A server restart keeps sandboxes running: `start` adopts what the runtime still 
 end whatever passed its end time while the server was down.
 
 Pause keeps memory: the driver checkpoints the sandbox's processes (CRIU) into the snapshot
-store, ``<data dir>/snapshots/<sandbox id>/<checkpoint id>/`` (one directory per checkpoint,
-named so that an object store can back it later), and the sandbox holds no memory and no CPU
-until it is resumed. A paused sandbox has no timer: it is kept until it is resumed or killed.
-Its end time stays what it was at pause (info and list show it, and never move it); a resume
-gives it a new one. Killing a sandbox removes its checkpoints; a resume removes the one it
-restored from. A paused sandbox stays paused over a server restart (the store says ``paused``,
-the driver's state.json names the checkpoint) and can be resumed after.
+store (`sandlot.lifecycle.snapshots`), and the sandbox holds no memory and no CPU until it is
+resumed. A paused sandbox has no timer: it is kept until it is resumed or killed. Its end time
+stays what it was at pause (info and list show it, and never move it); a resume gives it a new
+one. Killing a sandbox removes its checkpoints; a resume removes the one it restored from. A
+paused sandbox stays paused over a server restart (the store says ``paused``, the driver's
+state.json names the checkpoint) and can be resumed after.
+
+A sandbox created with auto-resume is resumed by the first sandbox-plane request that carries
+its access token (`resolve`), and then lives as long as it was created to (``timeout``) again.
+
+Idle timeouts: a sandbox is active while requests name it (every control-plane call that takes
+its id, `get`; every sandbox-plane request and every chunk streamed to or from it,
+`LiveSandbox.touch`) and while a command started through the API runs. Runs are not events, so
+a sandbox that would otherwise be idle is asked for its processes (`RuntimeDriver.processes`)
+on every timer tick (a second) for as long as any runs; idleness counts from the last tick
+that saw one. After a server restart every sandbox counts as active from the start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import hmac
 import logging
 import math
-import os
 import re
 import secrets
 import shutil
 import time
 from collections.abc import Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from sandlot.agent import target
 from sandlot.config import Settings
-from sandlot.lifecycle import errors, pools
+from sandlot.lifecycle import errors, paging, pools, snapshots
 from sandlot.runtime import base, models
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
@@ -52,9 +58,10 @@ __all__ = ["LiveSandbox", "Metric", "SandboxManager", "new_sandbox_id", "sandbox
 logger = logging.getLogger("sandlot.lifecycle")
 
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
-_TEMPLATE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CLIENT_ID = "sandlot"
+_BUSY_POLL = 1.0
+"""Seconds between looks at the processes of a sandbox that is idle but for a command."""
 
 
 def new_sandbox_id() -> str:
@@ -110,6 +117,20 @@ class LiveSandbox:
     pids: int
     allow_internet: bool
     network: dict[str, Any]
+    auto_resume: bool
+    timeout: int
+    """Seconds of life it was made with; an auto-resume gives it that long again."""
+    idle_timeout: int | None
+    boot: str
+    """``clean``, ``resume`` or ``fork``: how its current processes started."""
+    last_active: float = dataclasses.field(default_factory=time.monotonic, compare=False)
+    """`time.monotonic` of its last activity (not stored: a restart counts as activity)."""
+    busy: bool = dataclasses.field(default=False, compare=False)
+    """A command started through the API was running at the last idle check."""
+
+    def touch(self) -> None:
+        """Record activity now (for the idle timeout)."""
+        self.last_active = time.monotonic()
 
     @classmethod
     def from_record(cls, row: store.SandboxRecord) -> LiveSandbox:
@@ -119,6 +140,7 @@ class LiveSandbox:
             end_at=row.end_at, state=row.state, access_token=row.access_token, secure=row.secure,
             auto_pause=row.auto_pause, cpu_count=row.cpu_count, memory_mb=row.memory_mb,
             disk_mb=row.disk_mb, pids=row.pids, allow_internet=row.allow_internet, network=dict(row.network),
+            auto_resume=row.auto_resume, timeout=row.timeout, idle_timeout=row.idle_timeout, boot=row.boot,
         )  # fmt: skip
 
     def to_record(self) -> store.SandboxRecord:
@@ -128,6 +150,7 @@ class LiveSandbox:
             end_at=self.end_at, state=self.state, access_token=self.access_token, secure=self.secure,
             auto_pause=self.auto_pause, cpu_count=self.cpu_count, memory_mb=self.memory_mb,
             disk_mb=self.disk_mb, pids=self.pids, allow_internet=self.allow_internet, network=self.network,
+            auto_resume=self.auto_resume, timeout=self.timeout, idle_timeout=self.idle_timeout, boot=self.boot,
         )  # fmt: skip
 
 
@@ -170,10 +193,11 @@ class SandboxManager:
         self._cpu_samples: dict[str, tuple[float, int]] = {}
         self._ending: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
-        self.snapshots = settings.state_dir / "snapshots"
-        """The snapshot store: ``<sandbox id>/<checkpoint id>/`` per checkpoint."""
         rt = settings.runtime
-        self._snapshot_group = rt.userns_base if rt.userns else 0
+        self.snapshots = snapshots.SnapshotStore(
+            settings.state_dir / "snapshots", database, group=rt.userns_base if rt.userns else 0
+        )
+        """Pause checkpoints and named snapshots."""
         self.changed = asyncio.Event()
         """Set whenever an end time may have moved earlier or a sandbox appeared (timers wake)."""
 
@@ -182,7 +206,7 @@ class SandboxManager:
     async def start(self) -> models.ReconcileReport:
         """Load live sandboxes from the store, reconcile the runtime with them, mark the ones
         the runtime lost as killed."""
-        await asyncio.to_thread(self._open_snapshots)
+        await asyncio.to_thread(self.snapshots.open)
         rows = await asyncio.to_thread(self._load_live)
         report = await self.driver.reconcile(known=[r.id for r in rows])
         kept = set(report.kept)
@@ -202,53 +226,12 @@ class SandboxManager:
             )
         # Checkpoints of sandboxes that are gone (killed while the server was down, or a
         # crash between a kill and the removal of its checkpoints) are nobody's.
-        for entry in await asyncio.to_thread(lambda: list(self.snapshots.iterdir())):
-            if entry.name not in self._live:
-                await asyncio.to_thread(shutil.rmtree, entry, True)
+        await self.snapshots.sweep(self._live)
         self.changed.set()
         return report
 
-    # -- the snapshot store -----------------------------------------------------------------
-
-    def _open_snapshots(self) -> None:
-        """Checkpoints hold sandboxes' memory, and restore reads them from inside the sandbox's
-        user namespace: only root and the sandboxes' uid range may enter (0710, root:base)."""
-        self._private_dir(self.snapshots)
-        if self._snapshot_group:
-            for d in self.snapshots.parents:
-                if not os.stat(d).st_mode & 0o001:
-                    logger.warning(
-                        "lifecycle.snapshots %s is not searchable by others (chmod o+x): "
-                        "paused sandboxes under %s cannot be restored",
-                        d,
-                        self.snapshots,
-                    )
-                    break
-
-    def _private_dir(self, path: Path) -> None:
-        path.mkdir(mode=0o710, exist_ok=True)
-        os.chown(path, 0, self._snapshot_group)
-        os.chmod(path, 0o710)
-
-    def _new_checkpoint_dir(self, sandbox_id: str, kind: str) -> Path:
-        """A fresh path for one checkpoint (not made: the driver makes it)."""
-        sdir = self.snapshots / sandbox_id
-        self._private_dir(self.snapshots)
-        self._private_dir(sdir)
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        return sdir / f"{kind}-{stamp}-{secrets.token_hex(4)}"
-
-    def _remove_checkpoints(self, sandbox_id: str, keep: Path | None = None) -> None:
-        sdir = self.snapshots / sandbox_id
-        if keep is None:
-            shutil.rmtree(sdir, ignore_errors=True)
-            return
-        for entry in sdir.iterdir() if sdir.exists() else ():
-            if entry != keep:
-                shutil.rmtree(entry, ignore_errors=True)
-
     def _lock(self, sandbox_id: str) -> asyncio.Lock:
-        """One pause, resume, fork or kill of a sandbox at a time."""
+        """One pause, resume, fork, snapshot, restart or kill of a sandbox at a time."""
         return self._locks.setdefault(sandbox_id, asyncio.Lock())
 
     def _load_live(self) -> list[LiveSandbox]:
@@ -287,12 +270,17 @@ class SandboxManager:
         memory_mb: int | None = None,
         disk_mb: int | None = None,
         alias: str | None = None,
+        auto_resume: bool = False,
+        idle_timeout: int | None = None,
     ) -> LiveSandbox:
-        """Make a sandbox; on any failure nothing of it is left in the runtime or the store."""
-        if not _TEMPLATE.match(template):
-            raise errors.InvalidRequest(
-                f"templateID {template!r}: use 1-63 of a-z, 0-9, '.', '_' and '-'"
-            )
+        """Make a sandbox; on any failure nothing of it is left in the runtime or the store.
+
+        ``template`` names a template, or a snapshot of the team (``name`` for its newest
+        version, ``name:vN``): a memory snapshot's sandbox goes on from the snapshot's
+        processes (boot ``fork``), a filesystem snapshot's boots clean on a copy of its files.
+        Either gets the snapshot's limits and environment (``env_vars`` added on top).
+        """
+        source = await self._snapshot_named(team_id, template)
         env = dict(env_vars or {})
         for name in env:
             if not _ENV_NAME.match(name):
@@ -304,13 +292,23 @@ class SandboxManager:
                 raise errors.InvalidRequest(
                     "envVars and metadata must not contain NUL characters"
                 )
+        if idle_timeout is not None and idle_timeout < 0:
+            raise errors.InvalidRequest(f"idleTimeout must be 0 or more seconds, got {idle_timeout}")
         rt = self.settings.runtime
+        if source is not None:
+            if (cpu_count, memory_mb, disk_mb) != (None, None, None):
+                raise errors.InvalidRequest(
+                    "a sandbox made from a snapshot has the snapshot's cpuCount, memoryMB and "
+                    "diskSizeMB: leave them out"
+                )
+            cpu_count, memory_mb, disk_mb = source.cpu_count, source.memory_mb, source.disk_mb
+            env = {**source.env_vars, **env}
         defaults = rt.default_limits
         try:
             limits = models.Limits(
                 memory_mb=memory_mb if memory_mb is not None else defaults.memory_mb,
                 cpu_cores=cpu_count if cpu_count is not None else defaults.cpu_cores,
-                pids=defaults.pids,
+                pids=source.pids if source is not None else defaults.pids,
                 disk_mb=disk_mb if disk_mb is not None else defaults.disk_mb,
             ).clamp(rt.max_limits)
             policy = models.NetworkPolicy(
@@ -322,27 +320,35 @@ class SandboxManager:
             )
         except ValueError as exc:
             raise errors.InvalidRequest(str(exc)) from None
+        seconds = self._clamp_timeout(timeout)
         now = _now()
         sbx = LiveSandbox(
-            id=new_sandbox_id(), team_id=team_id, template=template, alias=alias,
-            metadata=dict(metadata or {}), env_vars=env, started_at=now,
-            end_at=now + timedelta(seconds=self._clamp_timeout(timeout)), state="running",
+            id=new_sandbox_id(), team_id=team_id, template=source.template if source else template,
+            alias=alias, metadata=dict(metadata or {}), env_vars=env, started_at=now,
+            end_at=now + timedelta(seconds=seconds), state="running",
             access_token=secrets.token_hex(24) if secure else None, secure=secure,
             auto_pause=auto_pause, cpu_count=limits.cpu_cores, memory_mb=limits.memory_mb,
             disk_mb=limits.disk_mb, pids=limits.pids, allow_internet=policy.internet,
             network={"allowOut": list(policy.allow), "denyOut": list(policy.deny)},
+            auto_resume=auto_resume, timeout=seconds, idle_timeout=idle_timeout or None,
+            boot="fork" if source is not None and source.memory else "clean",
         )  # fmt: skip
         spec = models.SandboxSpec(
             sandbox_id=sbx.id,
-            template=template,
+            template=sbx.template,
             limits=limits,
             network=policy,
             env=env,
             metadata=sbx.metadata,
         )
         try:
-            claimed = await self._claim(spec)
-            if claimed is not None:
+            if source is not None:
+                create_from = getattr(self.driver, "create_from_snapshot", None)
+                if create_from is None:
+                    raise errors.NotSupported("this runtime cannot make sandboxes from snapshots")
+                async with self.snapshots.using(source) as path:
+                    await create_from(spec=spec, source=path)
+            elif (claimed := await self._claim(spec)) is not None:
                 sbx.id = claimed
             else:
                 await self.driver.create(spec=spec)
@@ -355,6 +361,7 @@ class SandboxManager:
             raise errors.RuntimeFailure(f"creating the sandbox failed: {exc}") from exc
         # Its lifetime starts when it is usable, not when it was asked for.
         sbx.end_at = _now() + (sbx.end_at - now)
+        sbx.touch()
         try:
             await asyncio.to_thread(self._insert, sbx)
         except BaseException:
@@ -381,6 +388,21 @@ class SandboxManager:
                 raise
         return claimed
 
+    async def _snapshot_named(self, team_id: str, template: str) -> store.SnapshotRecord | None:
+        """The snapshot ``template`` names (a team's snapshot is found before a template of
+        the same name; `snapshot` refuses names of templates), or None for a template."""
+        if ":" in template:
+            found = await self.snapshots.find(team_id, template)
+            if found is None:
+                raise errors.SnapshotNotFound(template)
+            return found
+        if not snapshots.NAME.match(template):
+            raise errors.InvalidRequest(
+                f"templateID {template!r}: use 1-63 of a-z, 0-9, '.', '_' and '-' "
+                "(and ':vN' for a snapshot's version)"
+            )
+        return await self.snapshots.find(team_id, template)
+
     def _insert(self, sbx: LiveSandbox) -> None:
         with self.database.session() as session:
             session.add(sbx.to_record())
@@ -398,9 +420,11 @@ class SandboxManager:
     # -- read ------------------------------------------------------------------------------
 
     def get(self, team_id: str, sandbox_id: str) -> LiveSandbox:
+        """The team's live sandbox; a request naming it, so activity (see the module)."""
         sbx = self._live.get(sandbox_id)
         if sbx is None or sbx.team_id != team_id or sandbox_id in self._ending:
             raise errors.SandboxNotFound(sandbox_id)
+        sbx.touch()
         return sbx
 
     def live(self) -> list[LiveSandbox]:
@@ -430,7 +454,7 @@ class SandboxManager:
             raise errors.InvalidRequest(
                 f"limit must be between 1 and 1000, got {limit}"
             )
-        after = _decode_token(next_token) if next_token else None
+        after = paging.decode(next_token) if next_token else None
         found = [
             s
             for s in self._live.values()
@@ -454,7 +478,7 @@ class SandboxManager:
                 )
             ]
         page = found[:limit]
-        token = _encode_token(page[-1]) if len(found) > limit else None
+        token = paging.encode(page[-1].started_at, page[-1].id) if len(found) > limit else None
         return page, token
 
     # -- change ----------------------------------------------------------------------------
@@ -471,7 +495,7 @@ class SandboxManager:
         try:
             async with self._lock(sandbox_id):
                 await self._destroy(sandbox_id)
-                await asyncio.to_thread(self._remove_checkpoints, sandbox_id)
+                await asyncio.to_thread(self.snapshots.remove_checkpoints, sandbox_id)
                 await asyncio.to_thread(self._mark_killed, [sandbox_id])
         finally:
             self._live.pop(sandbox_id, None)
@@ -549,11 +573,10 @@ class SandboxManager:
                 raise errors.RuntimeFailure(
                     f"resuming the sandbox failed (it stays paused): {exc}"
                 ) from exc
-            sbx.state = "running"
-            sbx.end_at = _now() + timedelta(seconds=timeout)
+            self._running_again(sbx, "resume", timeout)
             await asyncio.to_thread(self._save_state, sbx)
             # The checkpoint is spent: the processes run on from it.
-            await asyncio.to_thread(self._remove_checkpoints, sbx.id)
+            await asyncio.to_thread(self.snapshots.remove_checkpoints, sbx.id)
         self.changed.set()
         logger.info(
             "lifecycle.resume.complete %s in %.0f ms",
@@ -562,12 +585,18 @@ class SandboxManager:
         )
         return True
 
+    def _running_again(self, sbx: LiveSandbox, boot: str, seconds: int) -> None:
+        """After a resume or restart: running, booted so, ending ``seconds`` from now."""
+        sbx.state, sbx.boot, sbx.busy = "running", boot, False
+        sbx.end_at = _now() + timedelta(seconds=seconds)
+        sbx.touch()
+
     def _save_state(self, sbx: LiveSandbox) -> None:
         with self.database.session() as session:
             session.execute(
                 sa.update(store.SandboxRecord)
                 .where(store.SandboxRecord.id == sbx.id)
-                .values(state=sbx.state, end_at=sbx.end_at)
+                .values(state=sbx.state, end_at=sbx.end_at, boot=sbx.boot)
             )
 
     def _save_end(self, sbx: LiveSandbox) -> None:
@@ -595,7 +624,7 @@ class SandboxManager:
             if checkpoint is None:
                 raise errors.NotSupported("this runtime cannot checkpoint sandboxes")
             started = time.monotonic()
-            image = await asyncio.to_thread(self._new_checkpoint_dir, sbx.id, "pause")
+            image = await asyncio.to_thread(self.snapshots.new_checkpoint_dir, sbx.id, "pause")
             try:
                 await checkpoint(sandbox_id=sbx.id, image_dir=image)
             except runtime_errors.RuntimeDriverError as exc:
@@ -609,7 +638,7 @@ class SandboxManager:
             sbx.state = "paused"
             await asyncio.to_thread(self._save_state, sbx)
             # Earlier checkpoints (none are expected) are of no use any more.
-            await asyncio.to_thread(self._remove_checkpoints, sbx.id, image)
+            await asyncio.to_thread(self.snapshots.remove_checkpoints, sbx.id, image)
         self.changed.set()
         logger.info(
             "lifecycle.pause.complete %s in %.0f ms",
@@ -645,6 +674,9 @@ class SandboxManager:
                 state="running",
                 network=dict(parent.network),
                 env_vars=dict(parent.env_vars),
+                boot="fork",
+                timeout=seconds,
+                busy=False,
             )
             for _ in range(count)
         ]
@@ -676,7 +708,7 @@ class SandboxManager:
                 raise errors.Conflict(
                     f"sandbox {parent.id!r} is paused: resume it before forking it"
                 )
-            image = await asyncio.to_thread(self._new_checkpoint_dir, parent.id, "fork")
+            image = await asyncio.to_thread(self.snapshots.new_checkpoint_dir, parent.id, "fork")
             try:
                 await fork(sandbox_id=parent.id, children=specs, image_dir=image)
             except runtime_errors.RuntimeDriverError as exc:
@@ -691,6 +723,7 @@ class SandboxManager:
         for child in children:
             child.started_at = now
             child.end_at = now + timedelta(seconds=seconds)
+            child.touch()
         try:
             await asyncio.to_thread(self._insert_all, children)
         except BaseException:
@@ -711,6 +744,104 @@ class SandboxManager:
     def _insert_all(self, sandboxes: Iterable[LiveSandbox]) -> None:
         with self.database.session() as session:
             session.add_all([s.to_record() for s in sandboxes])
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    async def snapshot(
+        self, team_id: str, sandbox_id: str, *, name: str | None = None, memory: bool = True
+    ) -> store.SnapshotRecord:
+        """A named snapshot of a running sandbox (its files, and its memory unless
+        ``memory`` is false) that `create` can start from; the sandbox is frozen for a moment
+        and goes on. Each snapshot of a name is its next version (``v1``, ``v2``...); without
+        a name it gets a new one, ``snap-<random>``."""
+        sbx = self.get(team_id, sandbox_id)
+        if name is not None:
+            if not snapshots.NAME.match(name):
+                raise errors.InvalidRequest(
+                    f"name {name!r}: use 1-63 of a-z, 0-9, '.', '_' and '-', starting with a "
+                    "letter or digit"
+                )
+            if self._is_template(name):
+                raise errors.Conflict(f"name {name!r} is a template's: choose another")
+        take = getattr(self.driver, "snapshot", None)
+        if take is None:
+            raise errors.NotSupported("this runtime cannot snapshot sandboxes")
+        started = time.monotonic()
+        async with self._lock(sbx.id):
+            if sbx.id not in self._live or sbx.id in self._ending:
+                raise errors.SandboxNotFound(sbx.id)
+            if sbx.state != "running":
+                raise errors.Conflict(
+                    f"sandbox {sbx.id!r} is paused: resume it before snapshotting it"
+                )
+            snapshot_id, partial = await asyncio.to_thread(self.snapshots.new_snapshot_dir)
+            try:
+                await take(sandbox_id=sbx.id, dest=partial, memory=memory)
+            except runtime_errors.RuntimeDriverError as exc:
+                logger.exception("lifecycle.snapshot.failed %s", sbx.id)
+                raise errors.RuntimeFailure(
+                    f"snapshotting the sandbox failed (it goes on running): {exc}"
+                ) from exc
+        row = await self.snapshots.commit(
+            snapshot_id,
+            partial,
+            name=name,
+            fields={
+                "team_id": team_id, "sandbox_id": sbx.id, "template": sbx.template,
+                "memory": memory, "cpu_count": sbx.cpu_count, "memory_mb": sbx.memory_mb,
+                "disk_mb": sbx.disk_mb, "pids": sbx.pids, "env_vars": dict(sbx.env_vars),
+            },
+        )  # fmt: skip
+        logger.info(
+            "lifecycle.snapshot.complete %s -> %s in %.0f ms",
+            sbx.id,
+            snapshots.tag_of(row),
+            (time.monotonic() - started) * 1000,
+        )
+        return row
+
+    def _is_template(self, name: str) -> bool:
+        """Whether a template of this name is built (a snapshot must not hide it)."""
+        return (self.settings.runtime.templates_dir / name / "current").exists()
+
+    async def restart(
+        self, team_id: str, sandbox_id: str, timeout: int | None = None
+    ) -> LiveSandbox:
+        """End every process of a running or paused sandbox and boot it clean on its own
+        files, with its template's current build; it ends ``timeout`` (the server's default)
+        from now. When the boot fails the sandbox is ended: nothing is left half-running."""
+        sbx = self.get(team_id, sandbox_id)
+        seconds = self._clamp_timeout(timeout)
+        restart = getattr(self.driver, "restart", None)
+        if restart is None:
+            raise errors.NotSupported("this runtime cannot restart sandboxes")
+        failure: runtime_errors.RuntimeDriverError | None = None
+        async with self._lock(sbx.id):
+            if sbx.id not in self._live or sbx.id in self._ending:
+                raise errors.SandboxNotFound(sbx.id)
+            try:
+                await restart(sandbox_id=sbx.id)
+            except runtime_errors.TemplateNotFound as exc:
+                raise errors.TemplateNotFound(
+                    f"{exc}: the sandbox is left as it was"
+                ) from exc
+            except runtime_errors.RuntimeDriverError as exc:
+                failure = exc
+            else:
+                self._targets.pop(sbx.id, None)
+                self._cpu_samples.pop(sbx.id, None)
+                self._running_again(sbx, "clean", seconds)
+                await asyncio.to_thread(self._save_state, sbx)
+                await asyncio.to_thread(self.snapshots.remove_checkpoints, sbx.id)
+        if failure is not None:
+            logger.error("lifecycle.restart.failed %s: %s", sbx.id, failure)
+            await self._end(sbx.id)
+            raise errors.RuntimeFailure(
+                f"restarting the sandbox failed, and it was ended: {failure}"
+            ) from failure
+        self.changed.set()
+        logger.info("lifecycle.restart.complete %s", sbx.id)
+        return sbx
 
     async def metrics(self, team_id: str, sandbox_id: str) -> list[Metric]:
         """One point, now: CPU use since the previous call (or since the start), memory, disk."""
@@ -758,22 +889,63 @@ class SandboxManager:
     # -- timers ----------------------------------------------------------------------------
 
     async def end_due(self) -> float | None:
-        """End (or pause, when it was created to) every running sandbox past its end time;
-        seconds until the next end time, if any. Paused sandboxes have no timer."""
+        """Give every running sandbox past its end time, or idle for its idle timeout, its
+        on-timeout action (kill, or pause when created to); seconds until the next such
+        moment, if any. Paused sandboxes have no timer."""
         now = _now()
-        due = [
-            s
-            for s in self._live.values()
-            if s.state == "running" and s.end_at <= now and s.id not in self._ending
+        running = [
+            s for s in self._live.values() if s.state == "running" and s.id not in self._ending
         ]
-        if due:
-            await asyncio.gather(*(self._time_out(s) for s in due))
-        ends = [
-            s.end_at
+        due = [s for s in running if s.end_at <= now]
+        quiet = [
+            s
+            for s in running
+            if s.idle_timeout
+            and s.end_at > now
+            and (s.busy or time.monotonic() - s.last_active >= s.idle_timeout)
+        ]
+        busy = await asyncio.gather(*(self._busy(s) for s in quiet))
+        idle = [
+            s
+            for s, running_now in zip(quiet, busy, strict=True)
+            if not running_now
+            and s.state == "running"  # not paused or ended while we asked
+            and s.id not in self._ending
+            and time.monotonic() - s.last_active >= s.idle_timeout  # type: ignore[operator]
+        ]
+        for s in idle:
+            logger.info("lifecycle.idle %s: nothing for %d s", s.id, s.idle_timeout)
+        if due or idle:
+            await asyncio.gather(*(self._time_out(s) for s in (*due, *idle)))
+        waits = [
+            (s.end_at - _now()).total_seconds()
             for s in self._live.values()
             if s.state == "running" and s.id not in self._ending
         ]
-        return max((min(ends) - _now()).total_seconds(), 0.0) if ends else None
+        mono = time.monotonic()
+        waits += [
+            _BUSY_POLL if s.busy else s.last_active + s.idle_timeout - mono
+            for s in self._live.values()
+            if s.state == "running" and s.id not in self._ending and s.idle_timeout
+        ]
+        return max(min(waits), 0.0) if waits else None
+
+    async def _busy(self, sbx: LiveSandbox) -> bool:
+        """Whether a command started through the API runs in the sandbox (then it is active
+        now); a sandbox that cannot say, or is being paused or forked, counts as busy."""
+        lock = self._locks.get(sbx.id)
+        try:
+            if lock is not None and lock.locked():
+                running = True
+            else:
+                found = await asyncio.wait_for(self.driver.processes(sandbox_id=sbx.id), 5)
+                running = bool(found)
+        except (runtime_errors.RuntimeDriverError, TimeoutError):
+            running = True
+        sbx.busy = running
+        if running:
+            sbx.touch()
+        return running
 
     async def _time_out(self, sbx: LiveSandbox) -> None:
         if sbx.auto_pause:
@@ -793,25 +965,38 @@ class SandboxManager:
     # -- the sandbox plane ------------------------------------------------------------------
 
     def access_token(self, sandbox_id: str) -> str | None:
-        """The access token of a running sandbox (None when it was created without one)."""
+        """The access token of a sandbox the sandbox plane can reach (None when it was created
+        without one): a running one, or a paused one that resumes on a request."""
+        return self._reachable(sandbox_id).access_token
+
+    def _reachable(self, sandbox_id: str) -> LiveSandbox:
         sbx = self._live.get(sandbox_id)
-        if sbx is None or sbx.state != "running" or sandbox_id in self._ending:
+        if (
+            sbx is None
+            or sandbox_id in self._ending
+            or not (sbx.state == "running" or sbx.auto_resume)
+        ):
             raise target.SandboxGone(sandbox_id)
-        return sbx.access_token
+        return sbx
 
     async def resolve(
         self, sandbox_id: str, access_token: str | None
     ) -> target.SandboxTarget:
-        """The sandbox a sandbox-plane request names (`sandlot.agent.target.Resolver`)."""
-        sbx = self._live.get(sandbox_id)
-        if sbx is None or sbx.state != "running" or sandbox_id in self._ending:
-            raise target.SandboxGone(sandbox_id)
+        """The sandbox a sandbox-plane request names (`sandlot.agent.target.Resolver`),
+        resumed first when it is paused and was created with auto-resume."""
+        sbx = self._reachable(sandbox_id)
         if sbx.secure and (
             access_token is None
             or sbx.access_token is None
             or not hmac.compare_digest(access_token.encode(), sbx.access_token.encode())
         ):
             raise target.TokenRejected(sandbox_id)
+        if sbx.state == "paused":
+            try:
+                await self._resume(sbx, sbx.timeout)
+            except errors.LifecycleError:
+                logger.exception("lifecycle.autoresume.failed %s", sandbox_id)
+                raise target.SandboxGone(sandbox_id) from None
         found = self._targets.get(sandbox_id)
         if found is None:
             try:
@@ -825,25 +1010,7 @@ class SandboxManager:
                 address=info.address,
                 filesystem=filesystem,
                 env=sbx.env_vars,
+                touch=sbx.touch,
             )
             self._targets[sandbox_id] = found
         return found
-
-
-def _encode_token(sbx: LiveSandbox) -> str:
-    raw = f"{sbx.started_at.isoformat()}|{sbx.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        started, sandbox_id = raw.split("|", 1)
-        when = datetime.fromisoformat(started)
-        if when.tzinfo is None:
-            raise ValueError("naive")
-        return when, sandbox_id
-    except (ValueError, UnicodeDecodeError):
-        raise errors.InvalidRequest(
-            f"nextToken {token!r} is not a token this server gave"
-        ) from None

@@ -1,9 +1,11 @@
-"""The server-side timer that ends every sandbox at its end time.
+"""The server-side timer that gives every sandbox its on-timeout action (kill or pause) at its
+end time, or when it has been idle for its idle timeout.
 
-One asyncio task sleeps until the earliest end time (at most a second, and woken early when a
-sandbox appears or its end time moves: `SandboxManager.changed`), then ends whatever is due.
-End times live in the store, so a restart picks the timers up where they were; a sandbox whose
-end passed while the server was down is ended on the first tick.
+One asyncio task sleeps until the earliest such moment (at most a second, and woken early when
+a sandbox appears or its end time moves: `SandboxManager.changed`), then acts on whatever is
+due (`SandboxManager.end_due`). End times live in the store, so a restart picks the timers up
+where they were; a sandbox whose end passed while the server was down is ended on the first
+tick. Idle clocks live in memory only and start again at a restart.
 """
 
 from __future__ import annotations

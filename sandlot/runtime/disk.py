@@ -75,7 +75,7 @@ async def unmount(target: Path) -> None:
         try:
             if not backing.read_text().startswith(str(target.parent)):
                 return
-        except FileNotFoundError:
+        except OSError:  # ENOENT, or ENODEV while the kernel removes the device: let go
             return
         await asyncio.sleep(0.005)
 

@@ -1,9 +1,10 @@
-"""The tables: teams, their API keys, their sandboxes.
+"""The tables: teams, their API keys, their sandboxes, their snapshots.
 
 API keys are stored as the sha256 of the key (a key is 160 random bits: a fast hash is enough,
 and it lets a request be authenticated by one indexed lookup) with a short display prefix.
 Sandbox rows stay after the sandbox ends (state ``killed``) as a record of what ran; lists and
-lookups only ever show live ones.
+lookups only ever show live ones. Snapshot rows stay after a delete too (``deleted_at`` set), so
+that a tag, once given, never names a second snapshot.
 
 Times are stored as naive UTC (SQLite has no time zones) and read back as aware UTC datetimes.
 """
@@ -16,7 +17,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 from sqlalchemy import orm
 
-__all__ = ["ApiKey", "Base", "SandboxRecord", "Team", "UTCDateTime"]
+__all__ = ["ApiKey", "Base", "SandboxRecord", "SnapshotRecord", "Team", "UTCDateTime"]
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -105,3 +106,46 @@ class SandboxRecord(Base):
     allow_internet: orm.Mapped[bool]
     network: orm.Mapped[dict[str, Any]] = orm.mapped_column(default=dict)
     """``{"allowOut": [...], "denyOut": [...]}`` as the creator gave them (normalised)."""
+    auto_resume: orm.Mapped[bool] = orm.mapped_column(default=False)
+    """Resume when paused at the first sandbox-plane request with a valid access token."""
+    timeout: orm.Mapped[int] = orm.mapped_column(default=300)
+    """Seconds of life it was made with: an auto-resume gives it this long again."""
+    idle_timeout: orm.Mapped[int | None]
+    """Seconds without activity after which it gets its on-timeout action; None: no limit."""
+    boot: orm.Mapped[str] = orm.mapped_column(sa.String(16), default="clean")
+    """How its processes started: ``clean``, ``resume`` or ``fork``."""
+
+
+class SnapshotRecord(Base):
+    """A named snapshot of a sandbox: its files, and its memory unless made ``memory: false``.
+
+    The files live in the snapshot store under ``id`` (`sandlot.lifecycle.snapshots`); the
+    limits, template and environment here are the source's at the time, what a sandbox made
+    from the snapshot gets.
+    """
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        sa.UniqueConstraint("team_id", "name", "version", name="uq_snapshots_team_name_version"),
+        sa.Index("ix_snapshots_team_created", "team_id", "created_at"),
+    )
+
+    id: orm.Mapped[str] = orm.mapped_column(sa.String(32), primary_key=True)
+    team_id: orm.Mapped[str] = orm.mapped_column(
+        sa.ForeignKey("teams.id", ondelete="CASCADE")
+    )
+    name: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    version: orm.Mapped[int]
+    """The tag is ``v<version>``, counted per name within the team."""
+    sandbox_id: orm.Mapped[str] = orm.mapped_column(sa.String(64))
+    """The sandbox it was taken of."""
+    template: orm.Mapped[str] = orm.mapped_column(sa.String(200))
+    memory: orm.Mapped[bool]
+    size_bytes: orm.Mapped[int]
+    cpu_count: orm.Mapped[float] = orm.mapped_column(sa.Float())
+    memory_mb: orm.Mapped[int]
+    disk_mb: orm.Mapped[int]
+    pids: orm.Mapped[int]
+    env_vars: orm.Mapped[dict[str, Any]] = orm.mapped_column(default=dict)
+    created_at: orm.Mapped[datetime]
+    deleted_at: orm.Mapped[datetime | None]

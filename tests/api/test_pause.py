@@ -12,42 +12,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2b import CommandExitException, Sandbox
+from e2b import Sandbox
 from e2b.sandbox.sandbox_api import SandboxQuery, SandboxState
 
-from tests.runtime.test_checkpoint import COUNTER  # in memory only, served on :8080
+from sandlot.store import models
+from tests import conftest
+from tests.api import counter
 from tests.api.conftest import Server
 
-pytestmark = [
-    pytest.mark.usefixtures("e2b_env"),
-    pytest.mark.skipif(
-        not (
-            Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot"))
-            / "criu"
-            / "current"
-            / "criu"
-        ).exists(),
-        reason="CRIU is not built (scripts/setup builds it)",
-    ),
-]
-
-
-
-def _start_counter(sbx: Sandbox) -> None:
-    sbx.files.write("/home/user/counter.py", COUNTER)
-    handle = sbx.commands.run("python3 /home/user/counter.py", background=True)
-    handle.disconnect()  # it runs on without anyone attached
-
-
-def _count(sbx: Sandbox) -> int:
-    """The counter's value, read over HTTP from inside the sandbox."""
-    for _ in range(50):
-        try:
-            out = sbx.commands.run("curl -sf http://127.0.0.1:8080/", timeout=10)
-            return int(out.stdout)
-        except (CommandExitException, ValueError):
-            time.sleep(0.1)
-    raise AssertionError("the counter never answered")
+pytestmark = [pytest.mark.usefixtures("e2b_env"), conftest.needs_criu]
 
 
 def _plane(server: Server, sbx: Sandbox) -> httpx.Response:
@@ -72,9 +45,9 @@ def test_memory_and_files_survive_three_pauses(
 ) -> None:
     sbx = Sandbox.create(timeout=120)
     cleanup.append(sbx.sandbox_id)
-    _start_counter(sbx)
+    counter.start_counter(sbx)
     sbx.files.write("/home/user/before.txt", "kept")
-    last = _count(sbx)
+    last = counter.count(sbx)
     for i in range(3):
         assert sbx.pause() is True
         assert len(_snapshots(server, sbx.sandbox_id)) == 1, (
@@ -97,7 +70,7 @@ def test_memory_and_files_survive_three_pauses(
         assert answer.status_code == 201, answer.text
         assert answer.json()["sandboxID"] == sbx.sandbox_id
         assert _plane(server, sbx).status_code == 204
-        value = _count(sbx)
+        value = counter.count(sbx)
         assert value > last, f"round {i}: the counter went from {last} to {value}"
         last = value
         assert sbx.files.read("/home/user/before.txt") == "kept"
@@ -207,9 +180,9 @@ def test_kill_of_a_paused_sandbox_removes_its_checkpoint(
 def test_fork_children_diverge(server: Server, cleanup: list[str]) -> None:
     parent = Sandbox.create(timeout=120, metadata={"role": "parent"})
     cleanup.append(parent.sandbox_id)
-    _start_counter(parent)
+    counter.start_counter(parent)
     parent.files.write("/home/user/who.txt", "parent")
-    at_fork = _count(parent)
+    at_fork = counter.count(parent)
     children = parent.fork(count=2, timeout=90)
     assert all(isinstance(c, Sandbox) for c in children), children
     cleanup.extend(c.sandbox_id for c in children)
@@ -225,7 +198,7 @@ def test_fork_children_diverge(server: Server, cleanup: list[str]) -> None:
             and child._envd_access_token != parent._envd_access_token
         )
         assert child.files.read("/home/user/who.txt") == "parent"
-        assert _count(child) >= at_fork, (
+        assert counter.count(child) >= at_fork, (
             "the child's counter goes on from the parent's memory"
         )
         child.files.write("/home/user/who.txt", f"child{i}")
@@ -236,7 +209,7 @@ def test_fork_children_diverge(server: Server, cleanup: list[str]) -> None:
     ]
     # The children's processes run on their own: killing one kills nothing else.
     children[0].kill()
-    assert _count(children[1]) > 0 and _count(parent) > at_fork
+    assert counter.count(children[1]) > 0 and counter.count(parent) > at_fork
     assert _snapshots(server, parent.sandbox_id) == [], (
         "fork images are spent once restored"
     )
@@ -256,8 +229,8 @@ def test_timeout_with_auto_pause_pauses_then_connect_resumes(
     sbx = Sandbox.connect(
         sid, timeout=1
     )  # a connect never shortens, and this one extends nothing
-    _start_counter(sbx)
-    last = _count(sbx)
+    counter.start_counter(sbx)
+    last = counter.count(sbx)
     deadline = time.monotonic() + 20
     while Sandbox.get_info(sid).state is not SandboxState.PAUSED:
         assert time.monotonic() < deadline, "the timer did not pause the sandbox"
@@ -266,7 +239,7 @@ def test_timeout_with_auto_pause_pauses_then_connect_resumes(
     assert Sandbox.get_info(sid).state is SandboxState.PAUSED
     resumed = Sandbox.connect(sid, timeout=60)
     assert Sandbox.get_info(sid).state is SandboxState.RUNNING
-    assert _count(resumed) > last
+    assert counter.count(resumed) > last
 
 
 def test_latencies_through_the_api(server: Server, cleanup: list[str]) -> None:
@@ -302,9 +275,9 @@ def test_restart_keeps_a_paused_sandbox_paused(
 ) -> None:
     sbx = Sandbox.create(timeout=120)
     cleanup.append(sbx.sandbox_id)
-    _start_counter(sbx)
+    counter.start_counter(sbx)
     sbx.files.write("/home/user/before.txt", "kept")
-    last = _count(sbx)
+    last = counter.count(sbx)
     assert sbx.pause() is True
     assert server.stop() == 0
     server.start()
@@ -312,5 +285,91 @@ def test_restart_keeps_a_paused_sandbox_paused(
     info = Sandbox.get_info(sbx.sandbox_id)
     assert info.state is SandboxState.PAUSED
     resumed = Sandbox.connect(sbx.sandbox_id, timeout=60)
-    assert _count(resumed) > last
+    assert counter.count(resumed) > last
     assert resumed.files.read("/home/user/before.txt") == "kept"
+
+
+def test_timeout_pause_then_auto_resume_on_traffic(server: Server, cleanup: list[str]) -> None:
+    """lifecycle on_timeout pause + auto_resume: the sandbox pauses at its end time, and a plain
+    commands.run through the SDK (no connect) resumes it; its counter went on counting, and it
+    lives its original timeout length again."""
+    sbx = Sandbox.create(timeout=6, lifecycle={"on_timeout": "pause", "auto_resume": True})
+    cleanup.append(sbx.sandbox_id)
+    info = sbx.get_info()
+    assert info.lifecycle == {"on_timeout": "pause", "auto_resume": True}
+    counter.start_counter(sbx)
+    last = counter.count(sbx)
+    deadline = time.monotonic() + 20
+    while Sandbox.get_info(sbx.sandbox_id).state is not SandboxState.PAUSED:
+        assert time.monotonic() < deadline, "the timer did not pause the sandbox"
+        time.sleep(0.2)
+    assert _plane(server, sbx).status_code == 204, "a sandbox-plane request resumed it"
+    info = sbx.get_info()
+    assert info.state is SandboxState.RUNNING
+    assert abs((info.end_at - datetime.now(UTC)).total_seconds() - 6) < 3, "its original 6 s again"
+    with server.client() as client:
+        assert client.get(f"/sandboxes/{sbx.sandbox_id}").json()["boot"] == "resume"
+    assert counter.count(sbx) > last
+    # Paused by its timer once more, then woken by the SDK's own first call.
+    while Sandbox.get_info(sbx.sandbox_id).state is not SandboxState.PAUSED:
+        assert time.monotonic() < deadline + 20, "the timer did not pause the sandbox again"
+        time.sleep(0.2)
+    assert sbx.commands.run("echo awake").stdout == "awake\n"
+    assert Sandbox.get_info(sbx.sandbox_id).state is SandboxState.RUNNING
+
+
+def test_auto_resume_needs_the_access_token(server: Server, cleanup: list[str]) -> None:
+    with server.client() as client:
+        made = client.post(
+            "/v2/sandboxes", json={"timeout": 60, "autoPause": True, "autoResume": {"enabled": True}}
+        ).json()
+        sid = made["sandboxID"]
+        cleanup.append(sid)
+        assert client.get(f"/sandboxes/{sid}").json()["lifecycle"] == {"autoResume": True, "onTimeout": "pause"}
+        assert client.post(f"/sandboxes/{sid}/pause").status_code == 204
+        for token in (None, "wrong"):
+            headers = {"E2b-Sandbox-Id": sid, "E2b-Sandbox-Port": "49983"}
+            if token is not None:
+                headers["X-Access-Token"] = token
+            answer = httpx.get(f"{server.url}/health", headers=headers, timeout=10)
+            assert answer.status_code == 401
+        assert client.get(f"/sandboxes/{sid}").json()["state"] == "paused", "no token, no resume"
+        # Without auto-resume a sandbox-plane request finds a paused sandbox gone.
+        plain = client.post("/v2/sandboxes", json={"timeout": 60}).json()
+        cleanup.append(plain["sandboxID"])
+        assert client.get(f"/sandboxes/{plain['sandboxID']}").json()["lifecycle"] == {
+            "autoResume": False,
+            "onTimeout": "kill",
+        }
+        assert client.post(f"/sandboxes/{plain['sandboxID']}/pause").status_code == 204
+        gone = httpx.get(
+            f"{server.url}/health",
+            headers={"E2b-Sandbox-Id": plain["sandboxID"], "X-Access-Token": plain["envdAccessToken"]},
+            timeout=10,
+        )
+        assert gone.status_code == 502
+        assert client.get(f"/sandboxes/{plain['sandboxID']}").json()["state"] == "paused"
+
+
+def test_boot_reports_how_processes_started(server: Server, cleanup: list[str]) -> None:
+    with server.client() as client:
+        sid = client.post("/v2/sandboxes", json={"timeout": 60}).json()["sandboxID"]
+        cleanup.append(sid)
+
+        def boot(sandbox_id: str) -> str:
+            return str(client.get(f"/sandboxes/{sandbox_id}").json()["boot"])
+
+        assert boot(sid) == "clean"
+        child = client.post(f"/sandboxes/{sid}/fork", json={"count": 1}).json()[0]["sandbox"]["sandboxID"]
+        cleanup.append(child)
+        assert (boot(sid), boot(child)) == ("clean", "fork")
+        assert client.post(f"/sandboxes/{child}/pause").status_code == 204
+        assert boot(child) == "fork", "a paused sandbox keeps the boot of its processes"
+        assert client.post(f"/sandboxes/{child}/connect", json={}).status_code == 201
+        assert boot(child) == "resume"
+    database = server.database
+    try:
+        with database.session() as session:
+            assert session.get(models.SandboxRecord, child).boot == "resume"  # type: ignore[union-attr]
+    finally:
+        database.close()

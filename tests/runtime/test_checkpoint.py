@@ -15,12 +15,10 @@ import pytest
 from sandlot.runtime import errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
+from tests import conftest
 from tests.runtime.conftest import SandboxFactory, run
 
-pytestmark = pytest.mark.skipif(
-    not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
-    reason="CRIU is not built (scripts/setup builds it)",
-)
+pytestmark = conftest.needs_criu
 
 # A counter that lives only in memory, served over HTTP, plus a file written before pause.
 COUNTER = """
@@ -167,3 +165,123 @@ async def test_images_must_sit_in_a_private_directory(
         assert (await driver.info(sandbox_id=sid)).state is models.SandboxState.RUNNING
     finally:
         shutil.rmtree(open_dir)
+
+
+async def test_snapshot_copies_memory_and_files_into_new_sandboxes(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
+) -> None:
+    source = await make_sandbox()
+    counter = await driver.start(sandbox_id=source, process=models.ProcessSpec(["python3", "-c", COUNTER], tag="counter"))
+    await counter.aclose()
+    await run(driver, source, "sh", "-c", "echo snap > /home/user/snap.txt")
+    source_address = (await driver.info(sandbox_id=source)).address
+    before = await _count(source_address)
+    memory, files = images / "memory", images / "files"
+    await driver.snapshot(sandbox_id=source, dest=memory)
+    await driver.snapshot(sandbox_id=source, dest=files, memory=False)
+    assert sorted(p.name for p in memory.iterdir()) == ["disk.img", "memory", "runtime.json"]
+    assert sorted(p.name for p in files.iterdir()) == ["disk.img", "runtime.json"]
+    assert (memory / "runtime.json").stat().st_mode & 0o777 == 0o600
+    # The source goes on, and what it does now is not in the snapshot.
+    assert await _count(source_address) >= before
+    await run(driver, source, "sh", "-c", "echo later > /home/user/snap.txt")
+    ids = [f"{source}-m", f"{source}-f"]
+    try:
+        warm = await driver.create_from_snapshot(
+            spec=models.SandboxSpec(sandbox_id=ids[0], network=models.NetworkPolicy(internet=False)), source=memory
+        )
+        cold = await driver.create_from_snapshot(
+            spec=models.SandboxSpec(sandbox_id=ids[1], network=models.NetworkPolicy(internet=False)), source=files
+        )
+        assert warm.state is cold.state is models.SandboxState.RUNNING
+        assert len({warm.address, cold.address, source_address}) == 3
+        assert await _count(warm.address) >= before, "the memory copy's counter goes on"
+        assert [p.tag for p in await driver.processes(sandbox_id=ids[0])] == ["counter"]
+        assert await driver.processes(sandbox_id=ids[1]) == [], "the filesystem copy boots clean"
+        for sid in ids:
+            assert (await run(driver, sid, "cat", "/home/user/snap.txt")).stdout == "snap\n"
+            assert (await run(driver, sid, "hostname")).stdout == f"{source}\n", "the source's hostname"
+        # The snapshot is not needed by what was made from it.
+        shutil.rmtree(memory)
+        shutil.rmtree(files)
+        assert await _count(warm.address) >= before
+        assert (await run(driver, ids[1], "cat", "/home/user/snap.txt")).stdout == "snap\n"
+    finally:
+        for sid in ids:
+            if sid in {i.sandbox_id for i in await driver.list()}:
+                await driver.destroy(sandbox_id=sid)
+
+
+async def test_a_failed_snapshot_leaves_nothing(driver: RuncDriver, make_sandbox: SandboxFactory, images: Path) -> None:
+    sid = await make_sandbox()
+    await driver.checkpoint(sandbox_id=sid, image_dir=images / "cp")
+    with pytest.raises(errors.SandboxStateError):
+        await driver.snapshot(sandbox_id=sid, dest=images / "snap")
+    assert not (images / "snap").exists()
+    await driver.restore(sandbox_id=sid)
+    with pytest.raises(errors.RuntimeDriverError):
+        await driver.create_from_snapshot(spec=models.SandboxSpec(sandbox_id=f"{sid}-x"), source=images / "missing")
+    assert f"{sid}-x" not in {i.sandbox_id for i in await driver.list()}
+    assert not (driver.settings.data_dir / "sandboxes" / f"{sid}-x").exists()
+
+
+@pytest.mark.parametrize("checkpointed", [False, True], ids=["running", "checkpointed"])
+async def test_restart_boots_clean_on_the_same_files(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path, checkpointed: bool
+) -> None:
+    sid = await make_sandbox()
+    sleeper = await driver.start(sandbox_id=sid, process=models.ProcessSpec(["sleep", "1000"], tag="sleeper"))
+    await sleeper.aclose()
+    await run(driver, sid, "sh", "-c", "echo kept > /home/user/kept.txt")
+    before = await driver.info(sandbox_id=sid)
+    if checkpointed:
+        await driver.checkpoint(sandbox_id=sid, image_dir=images / "cp")
+    after = await driver.restart(sandbox_id=sid)
+    assert after.state is models.SandboxState.RUNNING
+    assert after.address == before.address, "the same network slot"
+    assert after.init_pid != before.init_pid
+    assert await driver.processes(sandbox_id=sid) == [], "every process ended"
+    assert (await run(driver, sid, "cat", "/home/user/kept.txt")).stdout == "kept\n"
+    assert (await run(driver, sid, "hostname")).stdout == f"{sid}\n"
+    # Twice in a row works too, and the sandbox is destroyed whole afterwards.
+    await driver.restart(sandbox_id=sid)
+    assert (await run(driver, sid, "cat", "/home/user/kept.txt")).stdout == "kept\n"
+
+
+async def test_restart_takes_the_templates_current_build(driver: RuncDriver, make_sandbox: SandboxFactory) -> None:
+    """A template with two builds (both the base template's files): after ``current`` moves
+    to the second, a restart mounts that one below the sandbox's own files."""
+    base = (driver.settings.templates_dir / "base" / "current").resolve()
+    name = f"restart-test-{os.getpid()}"
+    tdir = driver.settings.templates_dir / name
+    try:
+        for build in ("b1", "b2"):
+            (tdir / build).mkdir(parents=True)
+            (tdir / build / "rootfs").symlink_to(base / "rootfs")
+            shutil.copy(base / "template.json", tdir / build / "template.json")
+        (tdir / "current").symlink_to("b1")
+        sid = await make_sandbox(template=name)
+        await run(driver, sid, "sh", "-c", "echo kept > /home/user/kept.txt")
+        assert f"{tdir}/b1/rootfs" in _lowerdir(driver, sid)
+        (tdir / "next").symlink_to("b2")
+        os.replace(tdir / "next", tdir / "current")
+        await driver.restart(sandbox_id=sid)
+        assert f"{tdir}/b2/rootfs" in _lowerdir(driver, sid)
+        assert (await run(driver, sid, "cat", "/home/user/kept.txt")).stdout == "kept\n"
+        # With no current build left, a restart refuses and leaves the sandbox as it was.
+        (tdir / "current").unlink()
+        with pytest.raises(errors.TemplateNotFound):
+            await driver.restart(sandbox_id=sid)
+        assert (await run(driver, sid, "cat", "/home/user/kept.txt")).stdout == "kept\n"
+    finally:
+        shutil.rmtree(tdir, ignore_errors=True)
+
+
+def _lowerdir(driver: RuncDriver, sandbox_id: str) -> str:
+    root = str(driver.settings.data_dir / "sandboxes" / sandbox_id / "bundle" / "rootfs")
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == root:
+                return fields[-1]
+    raise AssertionError(f"{root} is not mounted")

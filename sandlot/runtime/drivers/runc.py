@@ -39,7 +39,7 @@ import shutil
 import signal
 import stat
 import threading
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,42 @@ class _Sandbox:
             init_pid=data["init_pid"],
             paused=data["paused"],
             checkpoint=data.get("checkpoint"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """What a copy of a sandbox (a fork, a sandbox made from a snapshot) inherits from it."""
+
+    template: str
+    lower: str
+    """The template build it ran on: files and memory images refer to exactly that one."""
+    limits: models.Limits
+    hostname: str
+    token: str
+    """init's token, which a copy restored from memory keeps (it lives in that memory)."""
+
+    @classmethod
+    def of(cls, sbx: _Sandbox) -> _Origin:
+        return cls(
+            template=sbx.spec.template,
+            lower=sbx.lower,
+            limits=sbx.limits,
+            hostname=sbx.spec.hostname or sbx.spec.sandbox_id,
+            token=sbx.token,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "limits": dataclasses.asdict(self.limits)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> _Origin:
+        return cls(
+            template=data["template"],
+            lower=data["lower"],
+            limits=models.Limits(**data["limits"]),
+            hostname=data["hostname"],
+            token=data["token"],
         )
 
 
@@ -261,8 +297,8 @@ class RuncDriver:
 
     async def _make_rootfs(self, sbx: _Sandbox, sdir: Path) -> None:
         owner = self._owner
-        image, mnt, rootfs = sdir / "disk.img", sdir / "disk", sdir / "bundle" / "rootfs"
-        for d in (mnt, rootfs):
+        image, mnt = sdir / "disk.img", sdir / "disk"
+        for d in (mnt, sdir / "bundle" / "rootfs"):
             d.mkdir(parents=True)
         if sbx.spec.runner:
             # No disk image: the scratch tmpfs is the disk, and `reset` empties it.
@@ -273,12 +309,17 @@ class RuncDriver:
         else:
             await self._disks.take(image, size_mb=sbx.limits.disk_mb)
             disk.mount(image, mnt)
-        upper, work = mnt / "upper", mnt / "work"
-        for d in (upper, work):
+        for d in (mnt / "upper", mnt / "work"):
             d.mkdir()
             os.chown(d, owner, owner)
-        _write_etc(upper, sbx, owner)
-        mounts.mount("overlay", rootfs, "overlay", options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")
+        _write_etc(mnt / "upper", sbx, owner)
+        self._mount_overlay(sbx, sdir)
+
+    def _mount_overlay(self, sbx: _Sandbox, sdir: Path) -> None:
+        """The sandbox's root: its template build below, the upper layer of its disk above."""
+        upper, work = sdir / "disk" / "upper", sdir / "disk" / "work"
+        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay",
+                     options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
 
     def _fill_scratch(self, sbx: _Sandbox, scratch: Path) -> None:
         """Make (or, after a run, make again) a runner sandbox's writable places as new: empty
@@ -580,48 +621,109 @@ class RuncDriver:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is a runner sandbox: it cannot be forked")
         if self._info(parent).state is not models.SandboxState.RUNNING:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
-        for spec in children:
+
+        async def fill(disks: Sequence[Path]) -> None:
+            await self._capture(parent, image_dir=image_dir, disks=disks)
+
+        return await self._copies(children, _Origin.of(parent), fill=fill, image_dir=image_dir)
+
+    async def snapshot(self, *, sandbox_id: str, dest: Path, memory: bool = True) -> None:
+        """Copy a running sandbox's files, and its memory unless ``memory`` is false, into
+        ``dest`` (made here; its parent must be private as for `checkpoint`), for
+        `create_from_snapshot`. The sandbox is frozen for the moment of the copy, then goes on.
+
+        ``dest`` holds ``disk.img`` (a sparse copy of the disk), ``memory/`` (CRIU images) and
+        ``runtime.json`` (what a copy needs: template build, limits, hostname, init's token;
+        mode 0600). Nothing in it refers to the source: it may be gone when a copy is made.
+        """
+        sbx = self._get(sandbox_id)
+        if sbx.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is a runner sandbox: it cannot be snapshotted")
+        if self._info(sbx).state is not models.SandboxState.RUNNING:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        self._check_image_parent(dest.parent)
+        dest.mkdir(mode=0o710)
+        try:
+            os.chown(dest, 0, self._owner)
+            await self._capture(sbx, image_dir=dest / "memory" if memory else None, disks=[dest / "disk.img"])
+            _write_json(dest / "runtime.json", {**_Origin.of(sbx).to_json(), "memory": memory})
+        except BaseException as exc:
+            await asyncio.to_thread(shutil.rmtree, dest, True)
+            if isinstance(exc, errors.RuntimeDriverError | asyncio.CancelledError):
+                raise
+            raise errors.RuntimeDriverError(f"snapshotting sandbox {sandbox_id!r} failed: {exc}") from exc
+
+    async def create_from_snapshot(self, *, spec: models.SandboxSpec, source: Path) -> models.SandboxInfo:
+        """A new sandbox on a copy of the files of a `snapshot` in ``source``: restored from its
+        memory (its processes go on) when it has one, else booted clean. Only ``spec``'s id,
+        network policy, environment and metadata are used; template build, limits and hostname
+        are the snapshot's. ``source`` is only read, and not needed once this returns."""
+        try:
+            meta = json.loads((source / "runtime.json").read_text())
+            origin = _Origin.from_json(meta)
+            memory = bool(meta["memory"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise errors.RuntimeDriverError(f"snapshot {source} is not readable: {exc}") from exc
+        if not (Path(origin.lower).parent / "template.json").exists():
+            raise errors.TemplateNotFound(f"{origin.template} (the build {origin.lower} the snapshot was taken on)")
+
+        async def fill(disks: Sequence[Path]) -> None:
+            await asyncio.to_thread(_copy_sparse, source / "disk.img", disks[0])
+
+        made = await self._copies([spec], origin, fill=fill, image_dir=source / "memory" if memory else None)
+        return made[0]
+
+    async def _capture(self, sbx: _Sandbox, *, image_dir: Path | None, disks: Sequence[Path]) -> None:
+        """Copy a running sandbox's disk image to each of ``disks`` and, given ``image_dir``,
+        checkpoint its processes there, leaving them running; frozen for the time it takes.
+
+        A copy gets a new address, and CRIU cannot restore a TCP connection of init's whose
+        local end is the original's address: ours are closed, and init is given a moment to
+        close its ends, before the freeze (a checkpoint would close them only after it).
+        A filesystem-only capture freezes the filesystem, not the processes.
+        """
+        sid = sbx.spec.sandbox_id
+        sdir = self._sandboxes_dir / sid
+        if image_dir is not None:
+            await _close_client(sbx)
+            await _wait_init_quiet(sbx.init_pid)
+            await self._runc_cmd("pause", sid)
+        try:
+            if image_dir is not None:
+                await self.checkpoint(sandbox_id=sid, image_dir=image_dir, leave_running=True)
+            with _frozen_filesystem(sdir / "disk"):
+                for dest in disks:
+                    await asyncio.to_thread(_copy_sparse, sdir / "disk.img", dest)
+        finally:
+            if image_dir is not None:
+                await self._runc_cmd("resume", sid)
+
+    async def _copies(
+        self,
+        specs: Sequence[models.SandboxSpec],
+        origin: _Origin,
+        *,
+        fill: Callable[[Sequence[Path]], Awaitable[None]],
+        image_dir: Path | None,
+    ) -> builtins.list[models.SandboxInfo]:
+        """New sandboxes on copies of one disk: ``fill`` writes each one's ``disk.img``, then
+        each is restored from ``image_dir`` or, without it, booted clean. All or none."""
+        for spec in specs:
             if not _ID.match(spec.sandbox_id):
                 raise ValueError(f"sandbox id {spec.sandbox_id!r}: use 1-63 of a-z, 0-9 and '-'")
         made: list[_Sandbox] = []
         try:
-            for spec in children:
-                sdir = self._sandboxes_dir / spec.sandbox_id
-                try:
-                    sdir.mkdir(mode=0o711)
-                except FileExistsError:
-                    raise errors.SandboxExists(spec.sandbox_id) from None
-                child = _Sandbox(
-                    spec=dataclasses.replace(spec, template=parent.spec.template),
-                    limits=parent.limits,
-                    link=self.network.allocate(),
-                    lower=parent.lower,
-                    created_at=datetime.now(timezone.utc),
-                    token=parent.token,  # init's token lives in the memory the copy starts from
-                )
-                made.append(child)
-                self._save(child)
-                for d in (sdir / "disk", sdir / "bundle" / "rootfs"):
-                    d.mkdir(parents=True)
-            pdir = self._sandboxes_dir / sandbox_id
-            # A copy gets a new address, and CRIU cannot restore a TCP connection of init's
-            # whose local end is the original's address: close ours and let init close its
-            # ends before the freeze (a checkpoint would close them only after it).
-            await _close_client(parent)
-            await _wait_init_quiet(parent.init_pid)
-            await self._runc_cmd("pause", sandbox_id)
-            try:
-                await self.checkpoint(sandbox_id=sandbox_id, image_dir=image_dir, leave_running=True)
-                with _frozen_filesystem(pdir / "disk"):
-                    for child in made:
-                        dest = self._sandboxes_dir / child.spec.sandbox_id / "disk.img"
-                        await asyncio.to_thread(_copy_sparse, pdir / "disk.img", dest)
-            finally:
-                await self._runc_cmd("resume", sandbox_id)
+            for spec in specs:
+                made.append(self._new_copy(spec, origin, same_memory=image_dir is not None))
+            await fill([self._sandboxes_dir / c.spec.sandbox_id / "disk.img" for c in made])
+            template = {} if image_dir else json.loads((Path(origin.lower).parent / "template.json").read_text())
             for child in made:
                 assert child.link is not None
                 await self.network.apply(child.link, child.spec.network)
-                await self._restore(child, image_dir)
+                if image_dir is not None:
+                    await self._restore(child, image_dir)
+                else:
+                    await self._boot(child, template)
                 self._sandboxes[child.spec.sandbox_id] = child
                 self._save(child)
         except BaseException as exc:
@@ -629,16 +731,78 @@ class RuncDriver:
                 await asyncio.shield(self._teardown(child.spec.sandbox_id, child))
             if isinstance(exc, errors.RuntimeDriverError | ValueError | asyncio.CancelledError):
                 raise
-            raise errors.RuntimeDriverError(f"forking sandbox {sandbox_id!r} failed: {exc}") from exc
+            raise errors.RuntimeDriverError(f"copying sandbox {origin.hostname!r} failed: {exc}") from exc
         return [self._info(child) for child in made]
+
+    def _new_copy(self, spec: models.SandboxSpec, origin: _Origin, *, same_memory: bool) -> _Sandbox:
+        """The state (and directories) of a sandbox about to run on a copy of ``origin``."""
+        sdir = self._sandboxes_dir / spec.sandbox_id
+        try:
+            sdir.mkdir(mode=0o711)
+        except FileExistsError:
+            raise errors.SandboxExists(spec.sandbox_id) from None
+        child = _Sandbox(
+            spec=dataclasses.replace(spec, template=origin.template, hostname=origin.hostname),
+            limits=origin.limits,
+            link=None,
+            lower=origin.lower,
+            created_at=datetime.now(timezone.utc),
+            # init's token lives in the memory a restored copy starts from
+            token=origin.token if same_memory else secrets.token_hex(32),
+        )
+        try:
+            child.link = self.network.allocate()
+        except BaseException:
+            sdir.rmdir()
+            raise
+        self._save(child)
+        for d in (sdir / "disk", sdir / "bundle" / "rootfs"):
+            d.mkdir(parents=True)
+        return child
+
+    async def _boot(self, sbx: _Sandbox, template: dict[str, Any]) -> None:
+        """Start a sandbox whose disk holds its files already: a fresh init, no old process."""
+        sdir = self._sandboxes_dir / sbx.spec.sandbox_id
+        assert sbx.link is not None
+        disk.mount(sdir / "disk.img", sdir / "disk")
+        self._mount_overlay(sbx, sdir)
+        (sdir / "init.pid").unlink(missing_ok=True)
+        await self._run(sbx, sbx.link, sdir, template)
+
+    async def restart(self, *, sandbox_id: str) -> models.SandboxInfo:
+        """End every process of a sandbox (running or checkpointed) and boot it clean on its
+        own disk, with its template's ``current`` build and this driver's current init, on
+        the same network slot. A checkpoint it had is no longer used (the caller removes it).
+
+        The template is resolved first: when it is gone nothing is touched. When the boot
+        fails the sandbox is left with no process, for `destroy`.
+        """
+        sbx = self._get(sandbox_id)
+        lower, template = self._template(sbx.spec.template)
+        self._init_binary = str(initbin.ensure_init_binary(self.settings.cache_dir))
+        sdir = self._sandboxes_dir / sandbox_id
+        try:
+            if sbx.checkpoint is None:
+                await _close_client(sbx)
+                await self._kill_init(sbx)
+                await self._runc_delete(sandbox_id, force=True)
+                mounts.unmount(sdir / "bundle" / "rootfs")
+                await disk.unmount(sdir / "disk")
+                if sbx.link is not None:
+                    await self.network.remove_device(sbx.link)
+            sbx.lower, sbx.checkpoint, sbx.paused, sbx.init_pid = str(lower), None, False, 0
+            self._save(sbx)
+            await self._boot(sbx, template)
+        except (OSError, ValueError, TimeoutError) as exc:
+            raise errors.RuntimeDriverError(f"restarting sandbox {sandbox_id!r} failed: {exc}") from exc
+        self._save(sbx)
+        return self._info(sbx)
 
     async def _restore(self, sbx: _Sandbox, image_dir: Path) -> None:
         sid = sbx.spec.sandbox_id
         sdir = self._sandboxes_dir / sid
-        upper, work = sdir / "disk" / "upper", sdir / "disk" / "work"
         disk.mount(sdir / "disk.img", sdir / "disk")
-        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay",
-                     options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
+        self._mount_overlay(sbx, sdir)
         assert sbx.link is not None
         self._write_config(sbx, sbx.link, sdir, _template_meta(sbx.lower))
         criu_work = sdir / "criu-work"
@@ -756,20 +920,14 @@ class RuncDriver:
             except Exception as exc:  # noqa: BLE001 - collected and raised below
                 problems.append(f"{what}: {exc}")
 
+        reaped = False
         if sbx is not None:
             await _close_client(sbx)
-        reaper = self._reapers.pop(sbx.init_pid, None) if sbx is not None else None
-        frozen = sbx is not None and sbx.paused
-        if reaper is not None and not reaper.done() and not frozen:
-            # Kill init ourselves (it is our unreaped child, so its pid cannot have been
-            # reused): the pid namespace dies with it, while `runc delete --force` would
-            # poll the container every 100 ms before noticing.
-            os.kill(sbx.init_pid, signal.SIGKILL)  # type: ignore[union-attr]
-        if reaper is not None:
-            # Until init is reaped the kernel may still be tearing the pid namespace down,
-            # and runc would find the container running.
-            await step("reap init", asyncio.wait_for(reaper, 10))
-        await step("runc delete", self._runc_delete(sandbox_id, force=reaper is None or frozen))
+            try:
+                reaped = await self._kill_init(sbx)
+            except Exception as exc:  # noqa: BLE001 - collected and raised below
+                problems.append(f"reap init: {exc}")
+        await step("runc delete", self._runc_delete(sandbox_id, force=not reaped or (sbx is not None and sbx.paused)))
 
         async def unmount() -> None:
             await step("unmount rootfs", asyncio.to_thread(mounts.unmount, sdir / "bundle" / "rootfs"))
@@ -791,6 +949,22 @@ class RuncDriver:
                 f"destroying sandbox {sandbox_id!r} left work undone: " + "; ".join(problems)
             )
         logger.debug("runc.destroy.complete %s", sandbox_id)
+
+    async def _kill_init(self, sbx: _Sandbox) -> bool:
+        """Kill and reap the sandbox's init if it is our child; whether it was (else only
+        `runc delete --force` can end the container)."""
+        reaper = self._reapers.pop(sbx.init_pid, None)
+        if reaper is None:
+            return False
+        if not reaper.done() and not sbx.paused:
+            # Kill init ourselves (it is our unreaped child, so its pid cannot have been
+            # reused): the pid namespace dies with it, while `runc delete --force` would
+            # poll the container every 100 ms before noticing. A frozen one is left to runc.
+            os.kill(sbx.init_pid, signal.SIGKILL)
+        # Until init is reaped the kernel may still be tearing the pid namespace down,
+        # and runc would find the container running.
+        await asyncio.wait_for(reaper, 10)
+        return True
 
     async def _runc_delete(self, sandbox_id: str, *, force: bool) -> None:
         try:
