@@ -58,6 +58,27 @@ def _process(
     out.put((latencies, errors))
 
 
+def spread(target: Any, args: tuple[Any, ...], clients: int, processes: int, stop: float) -> tuple[list[Any], list[Any]]:
+    """Run ``clients`` simulated clients spread over ``processes`` processes until ``stop``:
+    each process runs ``target(*args, its_clients, stop, queue)``, which puts one
+    ``(latencies, errors)`` pair on the queue; the pairs come back concatenated."""
+    queue: Any = multiprocessing.Queue()
+    processes = max(1, min(processes, clients))
+    per = [clients // processes + (i < clients % processes) for i in range(processes)]
+    procs = [multiprocessing.Process(target=target, args=(*args, n, stop, queue)) for n in per]
+    for p in procs:
+        p.start()
+    latencies: list[Any] = []
+    errors: list[Any] = []
+    for _ in procs:
+        got_latencies, got_errors = queue.get()
+        latencies += got_latencies
+        errors += got_errors
+    for p in procs:
+        p.join()
+    return latencies, errors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument(
@@ -78,30 +99,8 @@ def main() -> None:
         created.raise_for_status()
         sid = created.json()["sandboxID"]
         try:
-            path = f"/sandboxes/{sid}"
-            queue: Any = multiprocessing.Queue()
-            start = time.perf_counter() + 1.0  # let every process connect first
-            stop = start + args.seconds
-            per = [
-                args.clients // args.processes + (i < args.clients % args.processes)
-                for i in range(args.processes)
-            ]
-            procs = [
-                multiprocessing.Process(
-                    target=_process, args=(args.url, key, path, n, stop, queue)
-                )
-                for n in per
-            ]
-            for p in procs:
-                p.start()
-            latencies: list[float] = []
-            errors: list[int] = []
-            for _ in procs:
-                got_latencies, got_errors = queue.get()
-                latencies += got_latencies
-                errors += got_errors
-            for p in procs:
-                p.join()
+            stop = time.perf_counter() + 1.0 + args.seconds  # let every process connect first
+            latencies, errors = spread(_process, (args.url, key, f"/sandboxes/{sid}"), args.clients, args.processes, stop)
             elapsed = args.seconds
         finally:
             client.delete(f"/sandboxes/{sid}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import platform
 import signal
@@ -29,6 +28,7 @@ from typing import Any
 
 import docker as docker_bench
 import httpx
+from control import spread
 from runtime import Figure
 from sdk import Server, sandlot_server
 
@@ -66,21 +66,8 @@ def _process(url: str, key: str, clients: int, stop: float, out: Any) -> None:
 
 def load(server: Server, clients: int, seconds: float, processes: int) -> tuple[float, Figure, list[str]]:
     """Runs/s, latency and failures of `clients` concurrent clients for `seconds`."""
-    queue: Any = multiprocessing.Queue()
-    processes = min(processes, clients)
     stop = time.perf_counter() + 1.0 + seconds  # a second for every process to start
-    per = [clients // processes + (i < clients % processes) for i in range(processes)]
-    procs = [multiprocessing.Process(target=_process, args=(server.url, server.key, n, stop, queue)) for n in per]
-    for p in procs:
-        p.start()
-    latencies: list[float] = []
-    failures: list[str] = []
-    for _ in procs:
-        got, failed = queue.get()
-        latencies += got
-        failures += failed
-    for p in procs:
-        p.join()
+    latencies, failures = spread(_process, (server.url, server.key), clients, processes, stop)
     return len(latencies) / (seconds + 1.0), Figure(f"c={clients}", [x * 1000 for x in latencies]), failures
 
 

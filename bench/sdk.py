@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib.metadata
-import multiprocessing
 import os
 import platform
 import shutil
@@ -39,6 +38,7 @@ from typing import Any
 import docker as docker_bench
 import httpx
 from control import _process as get_from_clients
+from control import spread
 from runtime import Figure, raw_fork_exec, raw_runc
 
 from sandlot.config import Settings
@@ -189,23 +189,8 @@ def get_throughput(server: Server, clients: int, seconds: float, processes: int)
         created.raise_for_status()
         sid = created.json()["sandboxID"]
         try:
-            queue: Any = multiprocessing.Queue()
             stop = time.perf_counter() + 1.0 + seconds  # a second for every process to connect
-            per = [clients // processes + (i < clients % processes) for i in range(processes)]
-            procs = [
-                multiprocessing.Process(target=get_from_clients, args=(server.url, server.key, f"/sandboxes/{sid}", n, stop, queue))
-                for n in per
-            ]  # fmt: skip
-            for p in procs:
-                p.start()
-            latencies: list[float] = []
-            errors: list[int] = []
-            for _ in procs:
-                got, failed = queue.get()
-                latencies += got
-                errors += failed
-            for p in procs:
-                p.join()
+            latencies, errors = spread(get_from_clients, (server.url, server.key, f"/sandboxes/{sid}"), clients, processes, stop)
         finally:
             client.delete(f"/sandboxes/{sid}")
     return Throughput(len(latencies), len(errors), seconds, Figure("GET /sandboxes/{id}", [x * 1000 for x in latencies]))

@@ -25,6 +25,13 @@ from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
 
 
+needs_criu = pytest.mark.skipif(
+    not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
+    reason="CRIU is not built (scripts/setup builds it)",
+)
+"""Marks tests that checkpoint or restore sandboxes."""
+
+
 def test_settings(data_dir: Path, instance: str) -> RuntimeSettings:
     """Settings for a driver of this test run: its own data dir, instance name and subnet."""
     base = Settings.from_env().runtime

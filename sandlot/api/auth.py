@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Request, Security
+from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from sandlot.api import errors
 from sandlot.store import db, keys, models
 
-__all__ = ["KeyCache", "team"]
+__all__ = ["KeyCache", "Team", "team"]
 
 TTL = 5.0
 TOUCH_EVERY = 60.0
@@ -83,3 +84,7 @@ async def team(request: Request, key: str | None = Security(_header)) -> str:
     if team_id is None:
         raise errors.ApiError(401, "invalid or revoked API key")
     return team_id
+
+
+Team = Annotated[str, Depends(team)]
+"""A route parameter holding the caller's team id (the route answers 401 without a valid key)."""

@@ -7,9 +7,9 @@ queue, 503 no runner free in time.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from sandlot.api import auth
 from sandlot.api import models as api_models
@@ -26,20 +26,18 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(responses=_ERRORS)
 
-Team = Annotated[str, Depends(auth.team)]
-
 
 def _executor(request: Request) -> service.Executor:
     return request.app.state.executor  # type: ignore[no-any-return]
 
 
 @router.post("/execute", response_model=models.ExecuteResult, summary="Run a program once, in a fresh sandbox")
-async def execute(request: Request, team: Team, body: models.ExecuteRequest) -> Response:
+async def execute(request: Request, team: auth.Team, body: models.ExecuteRequest) -> Response:
     result = await _executor(request).execute(body)
     return Response(result.model_dump_json(), media_type="application/json")
 
 
 @router.get("/execute/languages", response_model=list[models.LanguageInfo], summary="Languages and their versions")
-async def languages(request: Request, team: Team) -> Response:
+async def languages(request: Request, team: auth.Team) -> Response:
     found = await _executor(request).languages()
     return Response(b"[" + b",".join(i.model_dump_json().encode() for i in found) + b"]", media_type="application/json")

@@ -348,12 +348,10 @@ class SandboxManager:
                     raise errors.NotSupported("this runtime cannot make sandboxes from snapshots")
                 async with self.snapshots.using(source) as path:
                     await create_from(spec=spec, source=path)
+            elif (claimed := await self._claim(spec)) is not None:
+                sbx.id = claimed
             else:
-                claimed = await self._claim(spec)  # the warm pool holds template sandboxes only
-                if claimed is not None:
-                    sbx.id = claimed
-                else:
-                    await self.driver.create(spec=spec)
+                await self.driver.create(spec=spec)
         except runtime_errors.TemplateNotFound as exc:
             raise errors.TemplateNotFound(str(exc)) from exc
         except ValueError as exc:
@@ -910,7 +908,10 @@ class SandboxManager:
         idle = [
             s
             for s, running_now in zip(quiet, busy, strict=True)
-            if not running_now and time.monotonic() - s.last_active >= s.idle_timeout  # type: ignore[operator]
+            if not running_now
+            and s.state == "running"  # not paused or ended while we asked
+            and s.id not in self._ending
+            and time.monotonic() - s.last_active >= s.idle_timeout  # type: ignore[operator]
         ]
         for s in idle:
             logger.info("lifecycle.idle %s: nothing for %d s", s.id, s.idle_timeout)

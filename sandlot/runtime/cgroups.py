@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import os
 import signal
 from pathlib import Path
@@ -30,6 +31,7 @@ ROOT = Path("/sys/fs/cgroup")
 _V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "devices", "cpuset", "systemd")
 
 
+@functools.cache
 def is_v2() -> bool:
     return (ROOT / "cgroup.controllers").exists()
 

@@ -70,7 +70,8 @@ async def unmount(target: Path) -> None:
     if device is None or not device.startswith("/dev/loop"):
         return
     backing = Path("/sys/block") / os.path.basename(device) / "loop" / "backing_file"
-    for _ in range(200):
+    # A few milliseconds on an idle host; seconds when the host is busy.
+    for _ in range(2000):
         try:
             if not backing.read_text().startswith(str(target.parent)):
                 return

@@ -16,21 +16,11 @@ from e2b import Sandbox
 from e2b.sandbox.sandbox_api import SandboxQuery, SandboxState
 
 from sandlot.store import models
+from tests import conftest
 from tests.api import counter
 from tests.api.conftest import Server
 
-pytestmark = [
-    pytest.mark.usefixtures("e2b_env"),
-    pytest.mark.skipif(
-        not (
-            Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot"))
-            / "criu"
-            / "current"
-            / "criu"
-        ).exists(),
-        reason="CRIU is not built (scripts/setup builds it)",
-    ),
-]
+pytestmark = [pytest.mark.usefixtures("e2b_env"), conftest.needs_criu]
 
 
 def _plane(server: Server, sbx: Sandbox) -> httpx.Response:

@@ -4,25 +4,21 @@ the result."""
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from e2b import Sandbox
 from e2b.sandbox.sandbox_api import SandboxState
 
+from tests import conftest
 from tests.api import counter
 from tests.api.conftest import Server
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 
-_CRIU = (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists()
-
-
 @pytest.mark.parametrize(
     "paused",
-    [False, pytest.param(True, marks=pytest.mark.skipif(not _CRIU, reason="CRIU is not built"))],
+    [False, pytest.param(True, marks=conftest.needs_criu)],
     ids=["running", "paused"],
 )
 def test_restart_ends_processes_and_keeps_files(server: Server, cleanup: list[str], paused: bool) -> None:

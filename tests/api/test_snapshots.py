@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 from pathlib import Path
 
 import httpx
@@ -14,16 +13,11 @@ import pytest
 from e2b import Sandbox
 from e2b.exceptions import SandboxException
 
+from tests import conftest
 from tests.api import counter
 from tests.api.conftest import Server
 
-pytestmark = [
-    pytest.mark.usefixtures("e2b_env"),
-    pytest.mark.skipif(
-        not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
-        reason="CRIU is not built (scripts/setup builds it)",
-    ),
-]
+pytestmark = [pytest.mark.usefixtures("e2b_env"), conftest.needs_criu]
 
 
 def _detail(server: Server, sandbox_id: str) -> dict[str, object]:

@@ -15,12 +15,10 @@ import pytest
 from sandlot.runtime import errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
+from tests import conftest
 from tests.runtime.conftest import SandboxFactory, run
 
-pytestmark = pytest.mark.skipif(
-    not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
-    reason="CRIU is not built (scripts/setup builds it)",
-)
+pytestmark = conftest.needs_criu
 
 # A counter that lives only in memory, served over HTTP, plus a file written before pause.
 COUNTER = """

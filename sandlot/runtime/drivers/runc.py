@@ -637,6 +637,8 @@ class RuncDriver:
         mode 0600). Nothing in it refers to the source: it may be gone when a copy is made.
         """
         sbx = self._get(sandbox_id)
+        if sbx.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is a runner sandbox: it cannot be snapshotted")
         if self._info(sbx).state is not models.SandboxState.RUNNING:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
         self._check_image_parent(dest.parent)
@@ -714,12 +716,12 @@ class RuncDriver:
             for spec in specs:
                 made.append(self._new_copy(spec, origin, same_memory=image_dir is not None))
             await fill([self._sandboxes_dir / c.spec.sandbox_id / "disk.img" for c in made])
-            template = None if image_dir else json.loads((Path(origin.lower).parent / "template.json").read_text())
+            template = {} if image_dir else json.loads((Path(origin.lower).parent / "template.json").read_text())
             for child in made:
                 assert child.link is not None
                 await self.network.apply(child.link, child.spec.network)
-                if template is None:
-                    await self._restore(child, image_dir)  # type: ignore[arg-type]
+                if image_dir is not None:
+                    await self._restore(child, image_dir)
                 else:
                     await self._boot(child, template)
                 self._sandboxes[child.spec.sandbox_id] = child
