@@ -6,20 +6,14 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests import conftest
 from tests.cli.test_sandbox import SANDLOT, run
 from tests.sdk.conftest import SdkServer
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
-        reason="CRIU is not built (scripts/setup builds it)",
-    ),
-]
+pytestmark = [pytest.mark.slow, conftest.needs_criu]
 
 
 @pytest.fixture

@@ -4,22 +4,14 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from sandlot import Sandbox
 from sandlot.sdk import _synchronization, exceptions
+from tests import conftest
 from tests.sdk.conftest import SdkServer
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
-        reason="CRIU is not built (scripts/setup builds it)",
-    ),
-]
+pytestmark = [pytest.mark.slow, conftest.needs_criu]
 
 # A count that exists only in the process's memory, served on :8080 inside the sandbox: a
 # sandbox that came back from its files alone would have no server, or a count from zero.

@@ -4,24 +4,17 @@
 
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 
 import pytest
 
 from sandlot import Sandbox
 from sandlot.sdk import _synchronization, exceptions
+from tests import conftest
 from tests.sdk._sync.test_lifecycle import _count, _start_counter
 from tests.sdk.conftest import SdkServer
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),
-        reason="CRIU is not built (scripts/setup builds it)",
-    ),
-]
+pytestmark = [pytest.mark.slow, conftest.needs_criu]
 
 
 def test_boot_says_how_the_processes_started(sbx: Sandbox) -> None:
