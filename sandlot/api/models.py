@@ -94,10 +94,11 @@ class NewSandbox(_Request):
     """*sandlot*: seconds without activity after which the sandbox gets its on-timeout
     action (see docs/lifecycle.md); absent or 0: no idle limit."""
     network: NetworkConfig | None = None
-    cpu_count: Annotated[float, Field(gt=0, le=1024)] | None = Field(
+    cpu_count: Annotated[float, Field(ge=0.1, le=1024)] | None = Field(
         None, alias="cpuCount"
     )
-    """*sandlot*: CPU cores (clamped to the server's maximum)."""
+    """*sandlot*: CPU cores, at least 0.1 (a sandbox with less would take seconds to boot),
+    clamped to the server's maximum."""
     memory_mb: Annotated[int, Field(ge=16, le=2**31 - 1)] | None = Field(
         None, alias="memoryMB"
     )

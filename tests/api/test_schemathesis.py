@@ -31,6 +31,9 @@ def test_no_server_errors(server: Server, tmp_path: Path) -> None:
                 "--exclude-path", "/sandboxes/{sandbox_id}/fork",
                 "--phases", "examples,coverage,fuzzing",
                 "--max-time", "40",
+                # A restart or snapshot boots or dumps a real sandbox: seconds when the host is
+                # loaded, more than the default 10 s when other test runs share its 2 cores.
+                "--request-timeout", "30",
                 "--seed", "1",
                 "--generation-deterministic",
                 "--no-color",
