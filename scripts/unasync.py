@@ -45,6 +45,7 @@ SUBS = [
     (r"\basynccontextmanager\b", "contextmanager"),
     (r"\b_async\b", "_sync"),
     (r"\basync_sandbox\b", "sandbox"),
+    (r"\baexecute\b", "execute"),  # the paired names of sandlot.execute / sandlot.aexecute
 ]
 COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in SUBS]
 

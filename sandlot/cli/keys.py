@@ -12,7 +12,7 @@ Example:
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -20,7 +20,11 @@ from rich.console import Console
 from rich.table import Table
 
 from sandlot.cli import serve
-from sandlot.store import db, keys
+
+if TYPE_CHECKING:
+    from sandlot.store import db
+
+# sandlot.store (SQLAlchemy) is imported by the commands that use it, not with the CLI: see serve.py.
 
 __all__ = ["app"]
 
@@ -31,6 +35,8 @@ errors = Console(stderr=True)
 
 
 def _database(data_dir: object) -> db.Database:
+    from sandlot.store import db
+
     settings = serve.settings_for(data_dir)  # type: ignore[arg-type]
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     database = db.Database(settings.database_url)
@@ -41,6 +47,8 @@ def _database(data_dir: object) -> db.Database:
 @app.command("create")
 def create(data_dir: serve.DataDir = None) -> None:
     """Make a new key of the (first) team and print it alone on stdout."""
+    from sandlot.store import keys
+
     database = _database(data_dir)
     try:
         key = keys.create_key(database, keys.default_team(database))
@@ -56,6 +64,8 @@ def _when(value: datetime | None) -> str:
 @app.command("list")
 def list_(data_dir: serve.DataDir = None) -> None:
     """Every key: its prefix, when it was made, last used and revoked."""
+    from sandlot.store import keys
+
     database = _database(data_dir)
     try:
         found = keys.list_keys(database)
@@ -83,6 +93,8 @@ def revoke(
     data_dir: serve.DataDir = None,
 ) -> None:
     """Revoke the key(s) starting with PREFIX."""
+    from sandlot.store import keys
+
     database = _database(data_dir)
     try:
         count = keys.revoke(database, prefix.rstrip("…"))

@@ -3,6 +3,7 @@
 Example:
     $ sandlot template build base
     $ sandlot template list
+    $ sandlot run hello.py
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Annotated
 import typer
 from rich.logging import RichHandler
 
-from sandlot.cli import demo, keys, sandbox, serve, templates
+from sandlot.cli import demo, keys, run, sandbox, serve, snapshots, templates
 
 __all__ = ["app"]
 
@@ -29,6 +30,8 @@ app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
 app.add_typer(sandbox.app, name="sandbox")
+app.add_typer(snapshots.app, name="snapshot")
+app.command("run")(run.run)
 
 
 @app.callback()

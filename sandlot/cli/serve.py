@@ -3,6 +3,10 @@
 On the first start it makes a team and an API key and writes the key to ``<data_dir>/api-key``
 (mode 0600: only root reads it); later starts print where it is. uvicorn runs the app and turns
 SIGTERM and Ctrl-C into a clean shutdown (the sandboxes keep running; see `sandlot.api.app`).
+
+The server's modules (FastAPI, SQLAlchemy, uvicorn: most of a second to import) are imported
+when a command needs them, not with this module: every ``sandlot`` command imports it, and
+``sandlot run`` or ``sandlot sandbox exec`` should start in the time the SDK takes.
 """
 
 from __future__ import annotations
@@ -15,12 +19,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
-from sandlot.api import app as server_app
 from sandlot.config import Settings
-from sandlot.store import db, keys
 
 __all__ = ["serve", "settings_for"]
 
@@ -41,6 +42,8 @@ def settings_for(data_dir: Path | None, **server: object) -> Settings:
 
 def first_key(settings: Settings) -> tuple[Path, bool]:
     """The file holding the first API key, made (with its team) when the store has no key."""
+    from sandlot.store import db, keys
+
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     path = settings.state_dir / "api-key"
     database = db.Database(settings.database_url)
@@ -71,6 +74,10 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Run the sandlot server: the E2B-compatible control plane and the sandbox plane."""
+    import uvicorn
+
+    from sandlot.api import app as server_app
+
     if os.geteuid() != 0:
         errors.print(
             "[red]sandlot serve must run as root[/] (it runs sandboxes with runc)"

@@ -8,9 +8,13 @@ Example:
     >>> with Sandbox.create() as sbx:
     ...     print(sbx.commands.run("uname -s").stdout)
     Linux
+    >>> import sandlot
+    >>> sandlot.execute("print(6 * 7)", language="python").stdout
+    '42\\n'
 """
 
 from sandlot.sdk._async.commands import AsyncCommandHandle, AsyncCommands
+from sandlot.sdk._async.executor import AsyncExecutor, aexecute
 from sandlot.sdk._async.files import AsyncFiles, AsyncFileStream, AsyncWatchHandle
 from sandlot.sdk._async.pty import AsyncPty
 from sandlot.sdk._async.sandbox import AsyncSandbox
@@ -18,16 +22,23 @@ from sandlot.sdk._core.config import ConnectionConfig
 from sandlot.sdk._core.models import (
     CommandResult,
     EntryInfo,
+    ExecuteResult,
+    ExecuteStage,
     FileType,
+    Language,
     ProcessInfo,
     PtySize,
     SandboxInfo,
+    SandboxLifecycle,
     SandboxMetrics,
+    SnapshotInfo,
+    StageStatus,
     WatchEvent,
     WatchEventType,
     WriteInfo,
 )
 from sandlot.sdk._sync.commands import CommandHandle, Commands
+from sandlot.sdk._sync.executor import Executor, execute
 from sandlot.sdk._sync.files import Files, FileStream, WatchHandle
 from sandlot.sdk._sync.pty import Pty
 from sandlot.sdk._sync.sandbox import Sandbox
@@ -46,6 +57,7 @@ from sandlot.sdk.exceptions import (
     SandboxNotRunningError,
     SandlotError,
     ServerError,
+    TemplateNotFoundError,
     TimeoutError,
     UnavailableError,
     UnsupportedError,
@@ -55,6 +67,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncCommandHandle",
     "AsyncCommands",
+    "AsyncExecutor",
     "AsyncFileStream",
     "AsyncFiles",
     "AsyncPty",
@@ -67,10 +80,14 @@ __all__ = [
     "Commands",
     "ConnectionConfig",
     "EntryInfo",
+    "ExecuteResult",
+    "ExecuteStage",
+    "Executor",
     "FileStream",
     "FileType",
     "Files",
     "InvalidArgumentError",
+    "Language",
     "NotEnoughSpaceError",
     "NotFoundError",
     "PathNotFoundError",
@@ -82,11 +99,15 @@ __all__ = [
     "RateLimitedError",
     "Sandbox",
     "SandboxInfo",
+    "SandboxLifecycle",
     "SandboxMetrics",
     "SandboxNotFoundError",
     "SandboxNotRunningError",
     "SandlotError",
     "ServerError",
+    "SnapshotInfo",
+    "StageStatus",
+    "TemplateNotFoundError",
     "TimeoutError",
     "UnavailableError",
     "UnsupportedError",
@@ -94,4 +115,6 @@ __all__ = [
     "WatchEventType",
     "WatchHandle",
     "WriteInfo",
+    "aexecute",
+    "execute",
 ]

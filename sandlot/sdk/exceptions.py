@@ -7,6 +7,7 @@ Catch :class:`SandlotError` to catch them all. The tree::
       + PermissionDeniedError       403 / permission_denied
       + NotFoundError               404 / not_found
         - SandboxNotFoundError      the control plane does not know that sandbox
+        - TemplateNotFoundError     create names no template, and no snapshot, of that name
         - PathNotFoundError         no such file or directory in the sandbox
       + AlreadyExistsError          409 / already_exists
       + InvalidArgumentError        400, 422 / invalid_argument, failed_precondition, out_of_range
@@ -60,6 +61,7 @@ __all__ = [
     "SandboxNotRunningError",
     "SandlotError",
     "ServerError",
+    "TemplateNotFoundError",
     "TimeoutError",
     "UnavailableError",
     "UnsupportedError",
@@ -125,6 +127,16 @@ class SandboxNotFoundError(NotFoundError):
         >>> Sandbox.get_info("nope")
         Traceback (most recent call last):
         sandlot.sdk.exceptions.SandboxNotFoundError: 404: sandbox nope not found
+    """
+
+
+class TemplateNotFoundError(NotFoundError):
+    """``create`` named a template that is not built, or a snapshot that does not exist (any more).
+
+    Example:
+        >>> Sandbox.create("deleted-snapshot:v1")
+        Traceback (most recent call last):
+        sandlot.sdk.exceptions.TemplateNotFoundError: 404: snapshot deleted-snapshot:v1 not found
     """
 
 

@@ -1,3 +1,3 @@
-"""The CLI tests use the SDK tests' server."""
+"""The CLI tests use the SDK tests' servers."""
 
-from tests.sdk.conftest import sdk_server  # noqa: F401 - a fixture, used by name
+from tests.sdk.conftest import sdk_server, small_server  # noqa: F401 - fixtures, used by name

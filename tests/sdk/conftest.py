@@ -2,13 +2,15 @@
 
 The server is ``sandlot.api.app.create_app`` under uvicorn (see ``serve.py``), with a real runc
 driver of its own: data under /var/tmp (mode 0711, so a sandbox's root can pass through), runc
-instance ``t<pid>k`` and subnet ``10.<60 + pid % 40>.0.0/17``, so it never meets another test
-run's sandboxes. The API key comes from its store. At the end every sandbox is killed through
+instance ``t<pid>k`` and the lower half of ``10.<60 + slot>.0.0/16``, so it never meets another
+test run's sandboxes. ``small_server`` (instance ``t<pid>m``, the upper half) has an
+``/execute`` queue small enough to fill from a test. The API key comes from its store. At the end every sandbox is killed through
 the API, the server gets SIGTERM, and the leak census of tests/conftest.py must find nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import shutil
@@ -27,6 +29,7 @@ import pytest
 from sandlot.config import Settings
 from sandlot.sdk._core.config import ConnectionConfig
 from tests import slot
+from tests.conftest import HELPERS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,20 +57,20 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def sdk_server() -> Iterator[SdkServer]:
+@contextlib.contextmanager
+def _serve(instance: str, subnet: str, extra_env: dict[str, str] | None = None) -> Iterator[SdkServer]:
     from sandlot.store import db, keys  # the server's own modules: only for the fixture
     from tests.conftest import census
 
     data_dir = Path(tempfile.mkdtemp(prefix="sandlot-sdk-", dir="/var/tmp"))
     data_dir.chmod(0o711)
-    pid = os.getpid()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("E2B_", "SANDLOT_API"))}
     env |= {
-        "SANDLOT_INSTANCE": f"t{pid}k",
-        "SANDLOT_SUBNET": slot.subnet(60),
+        "SANDLOT_INSTANCE": instance,
+        "SANDLOT_SUBNET": subnet,
         "SANDLOT_INTERNET_DEFAULT": "false",
         "PYTHONPATH": str(ROOT),
+        **(extra_env or {}),
     }
     settings = Settings.from_env(environ=env, server={"data_dir": data_dir}, data_dir=data_dir)
     database = db.Database(settings.database_url)
@@ -86,6 +89,7 @@ def sdk_server() -> Iterator[SdkServer]:
         env=env, cwd=ROOT, stdout=log, stderr=log,
     )  # fmt: skip
     server = SdkServer(url=f"http://127.0.0.1:{port}", key=key, data_dir=data_dir, env=env)
+    HELPERS.add(process.pid)  # another server's census must not count this one as its leak
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -107,6 +111,7 @@ def sdk_server() -> Iterator[SdkServer]:
             finally:
                 process.send_signal(signal.SIGTERM)
                 process.wait(30)
+        HELPERS.discard(process.pid)
         log.close()
     try:
         leaks = census(RuncDriver(settings.runtime)).leaks_since(before)
@@ -117,6 +122,27 @@ def sdk_server() -> Iterator[SdkServer]:
         assert not leaks, f"the server left host objects behind: {leaks}"
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def sdk_server() -> Iterator[SdkServer]:
+    with _serve(f"t{os.getpid()}k", slot.subnet(60)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def small_server() -> Iterator[SdkServer]:
+    """A server whose ``/execute`` has one runner sandbox and room for one waiting run: a third
+    concurrent run is answered 429 (``Retry-After: 1``), one that waits 3 s for a runner 503."""
+    extra = {
+        "SANDLOT_POOL_MAX": "0",
+        "SANDLOT_EXECUTE_POOL_MIN": "1",
+        "SANDLOT_EXECUTE_POOL_MAX": "1",
+        "SANDLOT_EXECUTE_QUEUE": "1",
+        "SANDLOT_EXECUTE_QUEUE_TIMEOUT": "3",
+    }
+    with _serve(f"t{os.getpid()}m", slot.subnet(60, 1), extra) as server:
+        yield server
 
 
 @pytest.fixture

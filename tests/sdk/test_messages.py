@@ -111,6 +111,128 @@ def test_control_plane_errors() -> None:
     assert api.parse_kill(404, {}, b'{"code":404,"message":"gone"}') is False
 
 
+def test_create_sends_lifecycle_options_as_e2b_and_the_contract_spell_them() -> None:
+    request = api.create_sandbox(template="warm:v2", auto_pause=True, auto_resume=False, idle_timeout=90)
+    assert request.json == {
+        "templateID": "warm:v2",
+        "metadata": {},
+        "envVars": {},
+        "autoPause": True,
+        "autoResume": {"enabled": False},
+        "idleTimeout": 90,
+    }
+    assert "autoResume" not in api.create_sandbox().json
+    with pytest.raises(exceptions.InvalidArgumentError):
+        api.create_sandbox(idle_timeout=-5)
+
+
+def test_info_reads_boot_lifecycle_and_idle_timeout() -> None:
+    detail = json.loads(DETAIL) | {
+        "boot": "fork",
+        "lifecycle": {"autoResume": True, "onTimeout": "pause"},
+        "idleTimeout": 120,
+    }
+    info = api.parse_info(200, {}, json.dumps(detail).encode())
+    assert info.boot == "fork"
+    assert info.lifecycle == models.SandboxLifecycle(auto_resume=True, on_timeout="pause")
+    assert info.idle_timeout == 120
+    bare = api.parse_info(200, {}, DETAIL)  # an older server says none of it
+    assert (bare.boot, bare.lifecycle, bare.idle_timeout) == (None, None, None)
+    with pytest.raises(exceptions.ProtocolError):
+        api.parse_info(200, {}, json.dumps(json.loads(DETAIL) | {"lifecycle": {"onTimeout": "kill"}}).encode())
+
+
+def test_a_404_to_create_is_a_missing_template_not_a_missing_sandbox() -> None:
+    with pytest.raises(exceptions.TemplateNotFoundError, match="warm:v9"):
+        api.parse_created(404, {}, b'{"code":404,"message":"snapshot warm:v9 not found"}')
+    assert api.parse_created(201, {}, DETAIL).sandbox_id == "s1"
+
+
+def test_pause_and_resume_turn_409_into_false() -> None:
+    assert api.pause_sandbox("s1") == api.Request("POST", "/sandboxes/s1/pause")
+    assert api.parse_pause(204, {}, b"") is True
+    assert api.parse_pause(409, {}, b'{"code":409,"message":"sandbox s1 is paused"}') is False
+    with pytest.raises(exceptions.SandboxNotFoundError):
+        api.parse_pause(404, {}, b'{"code":404,"message":"sandbox s1 not found"}')
+    assert api.resume_sandbox("s1").json == {}
+    assert api.resume_sandbox("s1", timeout=90).json == {"timeout": 90}
+    assert api.parse_resume(201, {}, DETAIL) == api.SandboxHandle("s1", "base", "0.6.4", "tok", "sandlot.local")
+    assert api.parse_resume(409, {}, b'{"code":409,"message":"sandbox s1 is running"}') is None
+    with pytest.raises(exceptions.SandboxNotFoundError):
+        api.parse_resume(404, {}, b'{"code":404,"message":"sandbox s1 not found"}')
+
+
+def test_fork_request_and_partial_answers() -> None:
+    assert api.fork_sandbox("s1").json == {"count": 1}
+    assert api.fork_sandbox("s1", count=4, timeout=60).json == {"count": 4, "timeout": 60}
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(exceptions.InvalidArgumentError):
+            api.fork_sandbox("s1", count=bad)  # type: ignore[arg-type]
+    child = json.dumps({"sandbox": json.loads(DETAIL) | {"sandboxID": "c1"}})
+    answer = f'[{child}, {{"error": {{"code": 429, "message": "too many"}}}}]'.encode()
+    first, second = api.parse_fork(201, {}, answer)
+    assert isinstance(first, api.SandboxHandle) and first.sandbox_id == "c1" and first.access_token == "tok"
+    assert isinstance(second, exceptions.RateLimitedError)
+    with pytest.raises(exceptions.AlreadyExistsError, match="paused"):
+        api.parse_fork(409, {}, b'{"code":409,"message":"sandbox s1 is paused: resume it first"}')
+    with pytest.raises(exceptions.ProtocolError):
+        api.parse_fork(201, {}, b'[{"neither": 1}]')
+
+
+def test_restart_request() -> None:
+    assert api.restart_sandbox("s1") == api.Request("POST", "/sandboxes/s1/restart", json={})
+    assert api.restart_sandbox("s1", timeout=30).json == {"timeout": 30}
+
+
+SNAPSHOT = {
+    "snapshotID": "warm:v2",
+    "names": ["warm:v2"],
+    "sandboxID": "s1",
+    "memory": False,
+    "createdAt": "2025-01-02T03:04:05Z",
+    "sizeBytes": 4096,
+}
+
+
+def test_snapshot_requests_and_answers() -> None:
+    assert api.create_snapshot("s1").json == {"memory": True}
+    assert api.create_snapshot("s1", name="warm", memory=False).json == {"memory": False, "name": "warm"}
+    for bad in ("", "a/b"):
+        with pytest.raises(exceptions.InvalidArgumentError):
+            api.create_snapshot("s1", name=bad)
+    snap = api.parse_snapshot(201, {}, json.dumps(SNAPSHOT).encode())
+    assert snap == models.SnapshotInfo(
+        "warm:v2", ["warm:v2"], "s1", False, datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), 4096
+    )
+    minimal = api.parse_snapshot(201, {}, b'{"snapshotID":"a:v1","names":["team/a:v1"]}')  # E2B's required keys
+    assert (minimal.snapshot_id, minimal.names, minimal.memory, minimal.created_at) == ("a:v1", ["team/a:v1"], True, None)
+    with pytest.raises(exceptions.AlreadyExistsError):
+        api.parse_snapshot(409, {}, b'{"code":409,"message":"sandbox s1 is paused"}')
+    with pytest.raises(exceptions.ProtocolError):
+        api.parse_snapshot(201, {}, b'{"names":[]}')
+
+
+def test_snapshot_list_pages_and_delete() -> None:
+    assert api.list_snapshots().params is None
+    assert api.list_snapshots(sandbox_id="s1", name="warm", limit=2, next_token="t").params == {
+        "sandboxID": "s1",
+        "name": "warm",
+        "limit": "2",
+        "nextToken": "t",
+    }
+    page, token = api.parse_snapshot_list(200, httpx.Headers({"x-next-token": "n2"}), json.dumps([SNAPSHOT]).encode())
+    assert [s.snapshot_id for s in page] == ["warm:v2"] and token == "n2"
+    # name:tag travels as one percent-encoded segment, and the server decodes it back
+    request = api.delete_snapshot("warm:v2")
+    url = httpx.URL("http://h" + request.path)
+    assert (request.method, url.raw_path) == ("DELETE", b"/templates/warm%3Av2")
+    assert urllib.parse.unquote(url.raw_path.decode()) == "/templates/warm:v2"
+    assert api.parse_delete_snapshot(204, {}, b"") is True
+    assert api.parse_delete_snapshot(404, {}, b"not json at all") is False
+    with pytest.raises(exceptions.InvalidArgumentError):
+        api.delete_snapshot("")
+
+
 def test_metrics() -> None:
     body = json.dumps(
         [
@@ -139,6 +261,8 @@ def test_config_explicit_beats_environment() -> None:
     assert ConnectionConfig.from_env(env).api_url == "http://env:1"
     assert ConnectionConfig.from_env(env, api_key="e2b_arg").api_key == "e2b_arg"
     assert ConnectionConfig.from_env({}).api_url == "http://127.0.0.1:3000"
+    assert ConnectionConfig.from_env({}).retry_policy().retries == 3
+    assert ConnectionConfig.from_env({}, retries=0).retry_policy().retries == 0
     with pytest.raises(exceptions.AuthenticationError, match="SANDLOT_API_KEY"):
         ConnectionConfig.from_env({}).api_headers()
     with pytest.raises(exceptions.InvalidArgumentError):

@@ -28,16 +28,32 @@ __all__ = [
     "SandboxHandle",
     "connect_sandbox",
     "create_sandbox",
+    "create_snapshot",
+    "decode_json",
+    "decode_json_object",
+    "delete_snapshot",
     "encode_metadata_filter",
+    "fork_sandbox",
     "get_metrics",
     "get_sandbox",
     "kill_sandbox",
     "list_sandboxes",
+    "list_snapshots",
+    "parse_created",
+    "parse_delete_snapshot",
+    "parse_fork",
     "parse_handle",
     "parse_info",
     "parse_list",
     "parse_metrics",
+    "parse_pause",
+    "parse_resume",
+    "parse_snapshot",
+    "parse_snapshot_list",
+    "pause_sandbox",
     "raise_for_status",
+    "restart_sandbox",
+    "resume_sandbox",
     "set_timeout",
 ]
 
@@ -48,15 +64,20 @@ DEFAULT_TEMPLATE = "base"
 class Request:
     """One HTTP request to send: a method, a path below the API URL, and its parts.
 
+    ``timeout`` is for requests that legitimately take long (an ``/execute`` that may run for
+    its whole time limit): the I/O layer waits at least that many seconds for the answer, even
+    when the connection's ``request_timeout`` is shorter.
+
     Example:
         >>> kill_sandbox("abc")
-        Request(method='DELETE', path='/sandboxes/abc', params=None, json=None)
+        Request(method='DELETE', path='/sandboxes/abc', params=None, json=None, timeout=None)
     """
 
     method: str
     path: str
     params: dict[str, str] | None = None
     json: dict[str, Any] | None = None
+    timeout: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,12 +111,20 @@ def create_sandbox(
     secure: bool | None = None,
     allow_internet_access: bool | None = None,
     auto_pause: bool | None = None,
+    auto_resume: bool | None = None,
+    idle_timeout: int | None = None,
 ) -> Request:
     """``POST /v2/sandboxes``: keys the caller left unset are omitted (the server's defaults apply).
+
+    ``template`` may also name a snapshot (``name`` for its newest version, or ``name:tag``).
+    ``auto_resume`` goes out as e2b sends ``lifecycle.auto_resume`` (``{"enabled": bool}``);
+    ``idle_timeout`` is a sandlot extension (0 turns it off).
 
     Example:
         >>> create_sandbox(envs={"A": "1"}).json
         {'templateID': 'base', 'metadata': {}, 'envVars': {'A': '1'}}
+        >>> create_sandbox(auto_resume=True, idle_timeout=60).json["autoResume"]
+        {'enabled': True}
     """
     body: dict[str, Any] = {
         "templateID": template or DEFAULT_TEMPLATE,
@@ -110,6 +139,10 @@ def create_sandbox(
         body["allow_internet_access"] = allow_internet_access  # snake_case on the wire, as e2b sends it
     if auto_pause is not None:
         body["autoPause"] = auto_pause
+    if auto_resume is not None:
+        body["autoResume"] = {"enabled": auto_resume}
+    if idle_timeout is not None:
+        body["idleTimeout"] = _seconds(idle_timeout)
     return Request("POST", "/v2/sandboxes", json=body)
 
 
@@ -152,6 +185,107 @@ def set_timeout(sandbox_id: str, timeout: int) -> Request:
         {'timeout': 30}
     """
     return Request("POST", f"/sandboxes/{_segment(sandbox_id)}/timeout", json={"timeout": _seconds(timeout)})
+
+
+def pause_sandbox(sandbox_id: str) -> Request:
+    """``POST /sandboxes/{id}/pause``: 204 paused (memory kept), 409 already paused.
+
+    Example:
+        >>> pause_sandbox("s1").path
+        '/sandboxes/s1/pause'
+    """
+    return Request("POST", f"/sandboxes/{_segment(sandbox_id)}/pause")
+
+
+def resume_sandbox(sandbox_id: str, *, timeout: int | None = None) -> Request:
+    """``POST /sandboxes/{id}/resume``: 201 resumed, 409 it is running.
+
+    Example:
+        >>> resume_sandbox("s1", timeout=60).json
+        {'timeout': 60}
+    """
+    body = {} if timeout is None else {"timeout": _seconds(timeout)}
+    return Request("POST", f"/sandboxes/{_segment(sandbox_id)}/resume", json=body)
+
+
+def fork_sandbox(sandbox_id: str, *, count: int = 1, timeout: int | None = None) -> Request:
+    """``POST /sandboxes/{id}/fork``: ``count`` copies of a running sandbox, memory and files.
+
+    Example:
+        >>> fork_sandbox("s1", count=3).json
+        {'count': 3}
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise exceptions.InvalidArgumentError(f"count must be a whole number of copies ≥ 1, not {count!r}")
+    body: dict[str, Any] = {"count": count}
+    if timeout is not None:
+        body["timeout"] = _seconds(timeout)
+    return Request("POST", f"/sandboxes/{_segment(sandbox_id)}/fork", json=body)
+
+
+def restart_sandbox(sandbox_id: str, *, timeout: int | None = None) -> Request:
+    """``POST /sandboxes/{id}/restart``: every process ends, the sandbox boots clean on its files.
+
+    Example:
+        >>> restart_sandbox("s1").json
+        {}
+    """
+    body = {} if timeout is None else {"timeout": _seconds(timeout)}
+    return Request("POST", f"/sandboxes/{_segment(sandbox_id)}/restart", json=body)
+
+
+def create_snapshot(sandbox_id: str, *, name: str | None = None, memory: bool = True) -> Request:
+    """``POST /sandboxes/{id}/snapshots``: 201 with the snapshot; the source goes on running.
+
+    Example:
+        >>> create_snapshot("s1", name="warm").json
+        {'memory': True, 'name': 'warm'}
+    """
+    body: dict[str, Any] = {"memory": bool(memory)}
+    if name is not None:
+        if not name or "/" in name:
+            raise exceptions.InvalidArgumentError(f"invalid snapshot name {name!r}")
+        body["name"] = name
+    return Request("POST", f"/sandboxes/{_segment(sandbox_id)}/snapshots", json=body)
+
+
+def list_snapshots(
+    *,
+    sandbox_id: str | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+    next_token: str | None = None,
+) -> Request:
+    """``GET /snapshots``; pages by ``X-Next-Token`` as the sandbox list does.
+
+    Example:
+        >>> list_snapshots(sandbox_id="s1", limit=10).params
+        {'sandboxID': 's1', 'limit': '10'}
+    """
+    params: dict[str, str] = {}
+    if sandbox_id:
+        params["sandboxID"] = sandbox_id
+    if name:
+        params["name"] = name
+    if limit is not None:
+        params["limit"] = str(limit)
+    if next_token:
+        params["nextToken"] = next_token
+    return Request("GET", "/snapshots", params=params or None)
+
+
+def delete_snapshot(snapshot_id: str) -> Request:
+    """``DELETE /templates/{snapshotID}``: ``name:tag`` deletes that version, ``name`` every one.
+
+    The id is percent-encoded as one path segment, as e2b does (``a:v1`` → ``a%3Av1``).
+
+    Example:
+        >>> delete_snapshot("warm:v1").path
+        '/templates/warm%3Av1'
+    """
+    if not snapshot_id or snapshot_id in (".", ".."):
+        raise exceptions.InvalidArgumentError(f"invalid snapshot id {snapshot_id!r}")
+    return Request("DELETE", f"/templates/{urllib.parse.quote(snapshot_id, safe='')}")
 
 
 def get_metrics(
@@ -223,8 +357,13 @@ def encode_metadata_filter(metadata: Mapping[str, str]) -> str:
 # ----------------------------------------------------------------------------------- answers
 
 
-def raise_for_status(status: int, headers: Mapping[str, str], body: bytes, *, sandbox: bool = True) -> None:
+def raise_for_status(
+    status: int, headers: Mapping[str, str], body: bytes, *, sandbox: bool = True, context: str | None = None
+) -> None:
     """Raise the mapped error for a control-plane answer of ``status`` ≥ 400.
+
+    A 404 is a :class:`SandboxNotFoundError` when the request named a sandbox (``sandbox``),
+    or the narrower error ``context`` picks (``"template"`` for a create).
 
     Example:
         >>> raise_for_status(401, {}, b'{"code":401,"message":"invalid API key"}')
@@ -232,7 +371,7 @@ def raise_for_status(status: int, headers: Mapping[str, str], body: bytes, *, sa
         sandlot.sdk.exceptions.AuthenticationError: 401: invalid API key
     """
     if status >= 400:
-        raise errors.error_from_http(status, body, headers, context="sandbox" if sandbox else None)
+        raise errors.error_from_http(status, body, headers, context=context or ("sandbox" if sandbox else None))
 
 
 def parse_handle(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle:
@@ -244,7 +383,10 @@ def parse_handle(status: int, headers: Mapping[str, str], body: bytes) -> Sandbo
         sandlot.sdk.exceptions.SandboxNotFoundError: 404: sandbox s1 not found
     """
     raise_for_status(status, headers, body)
-    data = _json_object(body)
+    return _handle(decode_json_object(body))
+
+
+def _handle(data: dict[str, Any]) -> SandboxHandle:
     try:
         return SandboxHandle(
             sandbox_id=str(data["sandboxID"]),
@@ -265,7 +407,7 @@ def parse_info(status: int, headers: Mapping[str, str], body: bytes) -> models.S
         'running'
     """
     raise_for_status(status, headers, body)
-    return _info(_json_object(body))
+    return _info(decode_json_object(body))
 
 
 def parse_list(status: int, headers: Mapping[str, str], body: bytes) -> tuple[list[models.SandboxInfo], str | None]:
@@ -276,7 +418,7 @@ def parse_list(status: int, headers: Mapping[str, str], body: bytes) -> tuple[li
         ([], None)
     """
     raise_for_status(status, headers, body, sandbox=False)
-    items = _json(body)
+    items = decode_json(body)
     if not isinstance(items, list):
         raise exceptions.ProtocolError("sandbox list is not a JSON array")
     token = {k.lower(): v for k, v in headers.items()}.get("x-next-token") or None
@@ -291,7 +433,7 @@ def parse_metrics(status: int, headers: Mapping[str, str], body: bytes) -> list[
         []
     """
     raise_for_status(status, headers, body)
-    items = _json(body)
+    items = decode_json(body)
     if not isinstance(items, list):
         raise exceptions.ProtocolError("metrics answer is not a JSON array")
     try:
@@ -325,6 +467,113 @@ def parse_kill(status: int, headers: Mapping[str, str], body: bytes) -> bool:
     return True
 
 
+def parse_pause(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+    """The answer to pause: True if it paused now, False if it was already paused (409).
+
+    Example:
+        >>> parse_pause(204, {}, b""), parse_pause(409, {}, b'{"code":409,"message":"paused"}')
+        (True, False)
+    """
+    if status == 409:
+        return False
+    raise_for_status(status, headers, body)
+    return True
+
+
+def parse_created(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle:
+    """The answer to create: a 404 means the template (or snapshot) is unknown, not a sandbox.
+
+    Example:
+        >>> parse_created(404, {}, b'{"code":404,"message":"snapshot warm:v9 not found"}')
+        Traceback (most recent call last):
+        sandlot.sdk.exceptions.TemplateNotFoundError: 404: snapshot warm:v9 not found
+    """
+    raise_for_status(status, headers, body, context="template")
+    return _handle(decode_json_object(body))
+
+
+def parse_resume(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle | None:
+    """The answer to resume: the sandbox's handle, or None if it was running already (409).
+
+    Example:
+        >>> parse_resume(409, {}, b'{"code":409,"message":"running"}') is None
+        True
+    """
+    if status == 409:
+        return None
+    return parse_handle(status, headers, body)
+
+
+def parse_fork(
+    status: int, headers: Mapping[str, str], body: bytes
+) -> list[SandboxHandle | exceptions.SandlotError]:
+    """The answer to fork: one handle per copy, or the error of a copy that was not made.
+
+    sandlot makes every copy or none, but the wire allows ``{"error": ...}`` items (E2B sends
+    them), so the caller decides what to do with a partial answer.
+
+    Example:
+        >>> parse_fork(201, {}, b'[{"error":{"code":429,"message":"too many"}}]')
+        [RateLimitedError('429: too many')]
+    """
+    raise_for_status(status, headers, body)
+    items = decode_json(body)
+    if not isinstance(items, list):
+        raise exceptions.ProtocolError("fork answer is not a JSON array")
+    out: list[SandboxHandle | exceptions.SandlotError] = []
+    for item in items:
+        if isinstance(item, dict) and isinstance(item.get("sandbox"), dict):
+            out.append(_handle(item["sandbox"]))
+        elif isinstance(item, dict) and isinstance(item.get("error"), dict):
+            error = item["error"]
+            code = error.get("code") if isinstance(error.get("code"), int) else 500
+            out.append(errors.error_from_http(code, json.dumps(error).encode(), context="sandbox"))
+        else:
+            raise exceptions.ProtocolError("fork answer item has neither sandbox nor error")
+    return out
+
+
+def parse_snapshot(status: int, headers: Mapping[str, str], body: bytes) -> models.SnapshotInfo:
+    """The answer to ``POST /sandboxes/{id}/snapshots`` (201).
+
+    Example:
+        >>> parse_snapshot(201, {}, b'{"snapshotID":"a:v1","names":["a:v1"]}').snapshot_id
+        'a:v1'
+    """
+    raise_for_status(status, headers, body)
+    return _snapshot(decode_json_object(body))
+
+
+def parse_snapshot_list(
+    status: int, headers: Mapping[str, str], body: bytes
+) -> tuple[list[models.SnapshotInfo], str | None]:
+    """The answer to ``GET /snapshots``: one page, and the token of the next (or None).
+
+    Example:
+        >>> parse_snapshot_list(200, {}, b"[]")
+        ([], None)
+    """
+    raise_for_status(status, headers, body, sandbox=False)
+    items = decode_json(body)
+    if not isinstance(items, list):
+        raise exceptions.ProtocolError("snapshot list is not a JSON array")
+    token = {k.lower(): v for k, v in headers.items()}.get("x-next-token") or None
+    return [_snapshot(item) for item in items], token
+
+
+def parse_delete_snapshot(status: int, headers: Mapping[str, str], body: bytes) -> bool:
+    """The answer to ``DELETE /templates/{id}``: True if deleted, False if there was none (404).
+
+    Example:
+        >>> parse_delete_snapshot(204, {}, b""), parse_delete_snapshot(404, {}, b"nope")
+        (True, False)
+    """
+    if status == 404:
+        return False
+    raise_for_status(status, headers, body, sandbox=False)
+    return True
+
+
 def parse_empty(status: int, headers: Mapping[str, str], body: bytes) -> None:
     """An answer whose body does not matter (``204`` to set_timeout).
 
@@ -350,9 +599,35 @@ def _info(data: Any) -> models.SandboxInfo:
             disk_size_mb=int(data.get("diskSizeMB") or 0),
             envd_version=str(data.get("envdVersion") or ""),
             name=data.get("alias"),
+            boot=str(data["boot"]) if data.get("boot") else None,
+            lifecycle=_lifecycle(data.get("lifecycle")),
+            idle_timeout=int(data["idleTimeout"]) if data.get("idleTimeout") else None,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise exceptions.ProtocolError(f"malformed sandbox entry: {exc!r}") from None
+
+
+def _lifecycle(data: Any) -> models.SandboxLifecycle | None:
+    if data is None:
+        return None
+    return models.SandboxLifecycle(auto_resume=bool(data["autoResume"]), on_timeout=str(data["onTimeout"]))
+
+
+def _snapshot(data: Any) -> models.SnapshotInfo:
+    if not isinstance(data, dict):
+        raise exceptions.ProtocolError("snapshot entry is not a JSON object")
+    try:
+        snapshot_id = str(data["snapshotID"])
+        return models.SnapshotInfo(
+            snapshot_id=snapshot_id,
+            names=[str(n) for n in data.get("names") or [snapshot_id]],
+            sandbox_id=str(data["sandboxID"]) if data.get("sandboxID") else None,
+            memory=bool(data.get("memory", True)),
+            created_at=parse_time(data.get("createdAt")),
+            size_bytes=int(data.get("sizeBytes") or 0),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise exceptions.ProtocolError(f"malformed snapshot entry: {exc!r}") from None
 
 
 def parse_time(value: Any) -> datetime.datetime | None:
@@ -377,15 +652,17 @@ def _unix(value: Any) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(int(value), datetime.UTC)
 
 
-def _json(body: bytes) -> Any:
+def decode_json(body: bytes) -> Any:
+    """A control-plane answer's JSON body; anything else is a :class:`ProtocolError`."""
     try:
         return json.loads(body)
     except ValueError as exc:
         raise exceptions.ProtocolError(f"invalid JSON from the control plane: {exc}") from None
 
 
-def _json_object(body: bytes) -> dict[str, Any]:
-    value = _json(body)
+def decode_json_object(body: bytes) -> dict[str, Any]:
+    """A control-plane answer's body, which must be a JSON object."""
+    value = decode_json(body)
     if not isinstance(value, dict):
         raise exceptions.ProtocolError("expected a JSON object from the control plane")
     return value

@@ -11,9 +11,13 @@ URL defaults to the API URL and each request names its sandbox by the ``E2b-Sand
 ``E2b-Sandbox-Port`` headers (docs/e2b-wire.md §1.2, §3); ``sandbox_url`` overrides it for
 deployments that split the two.
 
+A control-plane request that gets a 429 is tried again up to ``retries`` times, waiting what
+its ``Retry-After`` asks (see :mod:`sandlot.sdk._core.retry`), before
+:class:`~sandlot.RateLimitedError` reaches the caller.
+
 Example:
     >>> ConnectionConfig.from_env({"SANDLOT_API_KEY": "e2b_00"}, api_url="http://h:1")
-    ConnectionConfig(api_url='http://h:1', api_key='e2b_00', sandbox_url=None, request_timeout=60.0)
+    ConnectionConfig(api_url='http://h:1', api_key='e2b_00', sandbox_url=None, request_timeout=60.0, retries=3)
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Mapping
 
 from sandlot import __version__
 from sandlot.sdk import exceptions
+from sandlot.sdk._core import retry
 
 __all__ = ["DEFAULT_API_URL", "ENVD_PORT", "ConnectionConfig"]
 
@@ -41,6 +46,8 @@ class ConnectionConfig:
         api_key: The team API key, sent as ``X-API-Key``.
         sandbox_url: Base URL of the sandbox plane; None means ``api_url``.
         request_timeout: Seconds for one request (connect, read, write); 0 or None waits forever.
+        retries: How many more times a control-plane request answered 429 is sent, after
+            waiting its ``Retry-After`` (at most 10 s each); 0 raises the first 429.
 
     Example:
         >>> config = ConnectionConfig.from_env()
@@ -52,6 +59,7 @@ class ConnectionConfig:
     api_key: str | None = None
     sandbox_url: str | None = None
     request_timeout: float | None = 60.0
+    retries: int = 3
 
     @classmethod
     def from_env(
@@ -62,6 +70,7 @@ class ConnectionConfig:
         api_key: str | None = None,
         sandbox_url: str | None = None,
         request_timeout: float | None = 60.0,
+        retries: int = 3,
     ) -> ConnectionConfig:
         """A config from explicit arguments, falling back on ``SANDLOT_API_URL``/``SANDLOT_API_KEY``.
 
@@ -71,6 +80,7 @@ class ConnectionConfig:
             api_key: Wins over ``SANDLOT_API_KEY``.
             sandbox_url: Base URL of the sandbox plane, if not the API URL.
             request_timeout: Seconds for one request.
+            retries: How many times a 429 is retried.
 
         Example:
             >>> ConnectionConfig.from_env({"SANDLOT_API_URL": "http://10.0.0.1:3000/"}).api_url
@@ -85,7 +95,12 @@ class ConnectionConfig:
             api_key=api_key or env.get("SANDLOT_API_KEY") or None,
             sandbox_url=sandbox_url.rstrip("/") if sandbox_url else None,
             request_timeout=request_timeout,
+            retries=retries,
         )
+
+    def retry_policy(self) -> retry.RetryPolicy:
+        """The retry policy of this server's control-plane requests."""
+        return retry.RetryPolicy(retries=max(0, self.retries))
 
     def api_headers(self) -> dict[str, str]:
         """Headers of every control-plane request.

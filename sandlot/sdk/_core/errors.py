@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import json
 from collections.abc import Mapping
 
@@ -93,6 +95,7 @@ STATUS_TO_CODE: dict[int, str] = {
 _NARROWER: dict[tuple[str, str], type[exceptions.SandlotError]] = {
     ("not_found", "filesystem"): exceptions.PathNotFoundError,
     ("not_found", "sandbox"): exceptions.SandboxNotFoundError,
+    ("not_found", "template"): exceptions.TemplateNotFoundError,
 }
 
 _GONE_MARKER = "was not found"  # §10.2: the literal a server uses for a killed/paused/expired sandbox
@@ -112,7 +115,7 @@ def error_from_connect(
         code: A Connect code string; an unknown one maps to :class:`ServerError`.
         message: The server's text.
         status: The HTTP status the error came with, if any.
-        context: ``"filesystem"`` or ``"sandbox"`` to pick a narrower ``NotFoundError``.
+        context: ``"filesystem"``, ``"sandbox"`` or ``"template"`` to pick a narrower ``NotFoundError``.
         retry_after: Seconds from a ``Retry-After`` header, for :class:`RateLimitedError`.
 
     Example:
@@ -218,9 +221,17 @@ def _row_for(exc: BaseException) -> tuple[str, int]:
 
 
 def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds from now: delta-seconds, or an HTTP date (RFC 9110 §10.2.3)."""
     if not value:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())

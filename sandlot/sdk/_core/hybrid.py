@@ -29,6 +29,10 @@ class hybrid:  # lower case: used like a decorator, named like one
         self._on_instance = on_instance
         self._on_class = on_class
         self.__doc__ = doc or on_instance.__doc__
+        # `help(sbx.kill)` and `help(Sandbox.kill)` show the bound function: give both the doc.
+        for function in (on_instance, getattr(on_class, "__func__", on_class)):
+            if function.__doc__ is None:
+                function.__doc__ = self.__doc__
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.__name__ = name

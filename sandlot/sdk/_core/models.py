@@ -18,15 +18,38 @@ import enum
 __all__ = [
     "CommandResult",
     "EntryInfo",
+    "ExecuteResult",
+    "ExecuteStage",
     "FileType",
+    "Language",
     "ProcessInfo",
     "PtySize",
     "SandboxInfo",
+    "SandboxLifecycle",
     "SandboxMetrics",
+    "SnapshotInfo",
+    "StageStatus",
     "WatchEvent",
     "WatchEventType",
     "WriteInfo",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxLifecycle:
+    """What the server does with a sandbox when its time runs out, and whether traffic wakes it.
+
+    Attributes:
+        auto_resume: A paused sandbox is resumed by its first sandbox-plane request.
+        on_timeout: ``"kill"`` or ``"pause"`` (a sandbox created with ``auto_pause=True``).
+
+    Example:
+        >>> (await sbx.get_info()).lifecycle
+        SandboxLifecycle(auto_resume=True, on_timeout='pause')
+    """
+
+    auto_resume: bool
+    on_timeout: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +68,14 @@ class SandboxInfo:
         disk_size_mb: Disk size in MiB.
         envd_version: The sandbox-plane protocol version the server reports.
         name: The template alias, if any.
+        boot: How its current processes started: ``"clean"`` (a fresh boot: create, restart,
+            a filesystem snapshot), ``"resume"`` (restored from its own memory) or ``"fork"``
+            (restored from another sandbox's memory: a fork or a memory snapshot); None from a
+            server that does not say (and in list entries).
+        lifecycle: Its timeout action and auto-resume (:class:`SandboxLifecycle`); None in list
+            entries.
+        idle_timeout: Seconds without activity after which it gets its timeout action; None
+            when off.
 
     Example:
         >>> for info in Sandbox.list(metadata={"job": "42"}):
@@ -62,6 +93,39 @@ class SandboxInfo:
     disk_size_mb: int = 0
     envd_version: str = ""
     name: str | None = None
+    boot: str | None = None
+    lifecycle: SandboxLifecycle | None = None
+    idle_timeout: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotInfo:
+    """A snapshot of a sandbox, which ``create`` takes as a template.
+
+    Attributes:
+        snapshot_id: ``name:tag``, what :meth:`~sandlot.Sandbox.create` takes as ``template``
+            and :meth:`~sandlot.Sandbox.delete_snapshot` as its id.
+        names: Every name the snapshot goes by (``name:tag``).
+        sandbox_id: The sandbox it was taken from.
+        memory: Whether it holds the processes' memory (a sandbox made from it goes on where
+            the source was) or only the files (a sandbox made from it boots clean).
+        created_at: When it was taken (None from a server that does not say).
+        size_bytes: Disk it takes on the server.
+
+    Example:
+        >>> snap = sbx.create_snapshot(name="warm")
+        >>> snap.snapshot_id, snap.memory
+        ('warm:v1', True)
+        >>> Sandbox.create(snap.snapshot_id).get_info().boot
+        'fork'
+    """
+
+    snapshot_id: str
+    names: list[str] = dataclasses.field(default_factory=list)
+    sandbox_id: str | None = None
+    memory: bool = True
+    created_at: datetime.datetime | None = None
+    size_bytes: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,3 +295,140 @@ class WatchEvent:
     name: str
     type: WatchEventType
     entry: EntryInfo | None = None
+
+
+class StageStatus(enum.StrEnum):
+    """How a stage of :func:`~sandlot.execute` ended. A ``str`` enum: ``status == "ok"`` works.
+
+    Example:
+        >>> sandlot.execute("while True: pass", language="python", timeout=1).status
+        <StageStatus.TIMEOUT: 'timeout'>
+    """
+
+    OK = "ok"
+    """It ran to its end and exited 0."""
+    RUNTIME_ERROR = "runtime_error"
+    """It ran to its end with a non-zero exit code, or a signal ended it."""
+    COMPILE_ERROR = "compile_error"
+    """The compiler refused the program; there is no run stage."""
+    TIMEOUT = "timeout"
+    """It was stopped at its wall-clock or CPU-time limit."""
+    OOM = "oom"
+    """It was killed for going over its memory limit."""
+    OUTPUT_LIMIT = "output_limit"
+    """It was stopped for printing more than the output limit."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecuteStage:
+    """One stage of a run (compiling, or running) and how it ended.
+
+    Attributes:
+        stdout: Standard output (cut at the output limit when ``truncated``).
+        stderr: Standard error (likewise).
+        exit_code: The exit code; None when a signal (or a limit) ended it.
+        signal: The signal that ended it (``"SIGKILL"``), or None.
+        status: How it ended (:class:`StageStatus`; a plain ``str`` for a status this SDK
+            does not know yet).
+        wall_ms: Wall-clock time in milliseconds.
+        cpu_ms: CPU time in milliseconds.
+        memory_peak_kb: Peak memory in KiB.
+        truncated: Whether output was cut at the limit.
+
+    Example:
+        >>> result = sandlot.execute("import sys; sys.exit(3)", language="python")
+        >>> result.run.exit_code, result.run.status
+        (3, <StageStatus.RUNTIME_ERROR: 'runtime_error'>)
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    signal: str | None
+    status: StageStatus | str
+    wall_ms: float = 0.0
+    cpu_ms: float = 0.0
+    memory_peak_kb: int = 0
+    truncated: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecuteResult:
+    """What :func:`~sandlot.execute` answers: the language and version that ran, and each stage.
+
+    Attributes:
+        language: The language's name as the server knows it (``"python"``).
+        version: Its exact version (``"3.11.2"``).
+        compile: The compile stage, for compiled languages only (else None).
+        run: The run stage; None when the compile failed.
+
+    The properties read the stage a user cares about: the compile stage when it failed, else
+    the run stage.
+
+    Example:
+        >>> result = sandlot.execute('print("hi")', language="python")
+        >>> result.stdout, result.exit_code, result.ok
+        ('hi\\n', 0, True)
+        >>> bad = sandlot.execute("fn main() {", language="rust")
+        >>> bad.status, bad.run
+        (<StageStatus.COMPILE_ERROR: 'compile_error'>, None)
+    """
+
+    language: str
+    version: str
+    compile: ExecuteStage | None
+    run: ExecuteStage | None
+
+    @property
+    def stage(self) -> ExecuteStage:
+        """The stage that decided the outcome: the run, or the compile when there was no run."""
+        stage = self.run or self.compile
+        if stage is None:  # parse_result refuses an answer with neither
+            raise ValueError("an execute result without stages")
+        return stage
+
+    @property
+    def status(self) -> StageStatus | str:
+        """How the run ended (``"compile_error"`` when it never started)."""
+        return self.stage.status
+
+    @property
+    def ok(self) -> bool:
+        """Whether it compiled (if it had to) and ran to exit code 0."""
+        return self.status == StageStatus.OK
+
+    @property
+    def stdout(self) -> str:
+        """The run's standard output; empty when it never ran."""
+        return self.run.stdout if self.run else ""
+
+    @property
+    def stderr(self) -> str:
+        """The run's standard error, or the compiler's messages when the compile failed."""
+        return self.stage.stderr
+
+    @property
+    def exit_code(self) -> int | None:
+        """The run's exit code (or the compiler's, when the compile failed); None after a signal."""
+        return self.stage.exit_code
+
+
+@dataclasses.dataclass(frozen=True)
+class Language:
+    """A language :func:`~sandlot.execute` can run.
+
+    Attributes:
+        language: Its name (what ``language=`` takes).
+        version: The version that runs.
+        aliases: Other names it answers to (``"py"``, ``"python3"``).
+        compiled: Whether a run has a compile stage.
+
+    Example:
+        >>> [l.language for l in Executor().languages()]
+        ['bash', 'javascript', 'python', 'rust', 'typescript']
+    """
+
+    language: str
+    version: str
+    aliases: list[str] = dataclasses.field(default_factory=list)
+    compiled: bool = False

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import socket
 import ssl
 from collections.abc import Iterator, Callable, Mapping
@@ -26,12 +27,15 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
+from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
 __all__ = ["Connection", "MessageStream"]
 
 T = TypeVar("T")
+
+logger = logging.getLogger("sandlot.sdk")
 
 
 @functools.cache
@@ -77,19 +81,34 @@ class Connection:
         request: api.Request,
         parse: Callable[[int, Mapping[str, str], bytes], T],
     ) -> T:
-        """Send a control-plane request and parse its answer with ``parse``."""
+        """Send a control-plane request and parse its answer with ``parse``.
+
+        A 429 is sent again after its ``Retry-After``, as the config's retry policy allows
+        (:mod:`sandlot.sdk._core.retry`); the last one's :class:`RateLimitedError` is raised.
+        """
         url = self.config.api_url + request.path
-        try:
-            response = self._client.request(
-                request.method,
-                url,
-                params=request.params,
-                json=request.json,
-                headers=self.config.api_headers(),
-            )
-        except httpx.TransportError as exc:
-            raise errors.error_from_transport(exc, self.config.api_url) from exc
-        return parse(response.status_code, response.headers, response.content)
+        headers = self.config.api_headers()
+        timeout = httpx.USE_CLIENT_DEFAULT
+        if request.timeout is not None and self.config.request_timeout:
+            timeout = _timeout(max(request.timeout, self.config.request_timeout))
+        policy = self.config.retry_policy()
+        attempt = 0
+        while True:
+            try:
+                response = self._client.request(
+                    request.method, url, params=request.params, json=request.json, headers=headers, timeout=timeout
+                )
+            except httpx.TransportError as exc:
+                raise errors.error_from_transport(exc, self.config.api_url) from exc
+            try:
+                return parse(response.status_code, response.headers, response.content)
+            except exceptions.RateLimitedError as exc:
+                delay = policy.delay(attempt, exc)
+                if delay is None:
+                    raise
+            attempt += 1
+            logger.info("%s %s: 429, retry %d in %.1f s", request.method, request.path, attempt, delay)
+            _synchronization.sleep(delay)
 
     # ---------------------------------------------------------------- sandbox plane
 

@@ -8,8 +8,16 @@ holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share
 
 Configuration comes from arguments first, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``
 (see :class:`~sandlot.sdk._core.config.ConnectionConfig`). ``kill``, ``set_timeout``,
-``get_info`` and ``get_metrics`` work on an instance (``sbx.kill()``) and on the class
-with an id (``Sandbox.kill("id")``), which needs no connect first.
+``get_info``, ``get_metrics``, ``pause``, ``resume``, ``fork``, ``restart`` and the snapshot
+calls work on an instance (``sbx.kill()``) and on the class with an id
+(``Sandbox.kill("id")``), which needs no connect first.
+
+Pause keeps memory: a paused sandbox's processes go on where they were when it is resumed
+(``resume``, ``connect``, or the first sandbox-plane request of one created with
+``auto_resume``). Streams attached to its processes (a ``commands.run`` still waiting, a PTY's
+output) end at the pause; the processes do not. ``fork`` copies a running sandbox, memory and
+files, into independent sandboxes; ``create_snapshot`` keeps a copy that ``create`` takes as a
+``template``.
 
 Example:
     >>> with Sandbox.create(metadata={"job": "42"}) as sbx:
@@ -20,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any, Self
@@ -80,6 +90,14 @@ class Sandbox:
         self.files = Files(connection, headers)
         self.pty = Pty(connection, self.commands)
 
+    def _adopt(self, handle: api.SandboxHandle) -> None:
+        """Take the handle a resume or restart answered: its token opens the sandbox plane now."""
+        if handle.access_token != self._handle.access_token:
+            headers = ConnectionConfig.sandbox_headers(handle.sandbox_id, handle.access_token)
+            self.commands._headers = dict(headers)
+            self.files._headers = dict(headers)
+        self._handle = handle
+
     def __repr__(self) -> str:
         return f"<Sandbox {self.sandbox_id} template={self.template_id}>"
 
@@ -110,6 +128,9 @@ class Sandbox:
         envs: Mapping[str, str] | None = None,
         secure: bool | None = None,
         allow_internet_access: bool | None = None,
+        auto_pause: bool | None = None,
+        auto_resume: bool | None = None,
+        idle_timeout: int | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         request_timeout: float | None = None,
@@ -118,12 +139,20 @@ class Sandbox:
         """Create a sandbox and return it running.
 
         Args:
-            template: Template name (default ``base``).
+            template: Template name (default ``base``), or a snapshot's id (``name:tag``, or
+                ``name`` for its newest version): a memory snapshot's processes go on where
+                they were (``boot == "fork"``), a filesystem one boots clean on its files.
             timeout: Seconds until the server ends the sandbox (server default: 300).
             metadata: Your key/value labels, for ``list(metadata=...)``.
             envs: Environment variables of every process in it.
             secure: False creates it without an access token (anyone who knows the id can reach it).
             allow_internet_access: Let it reach the internet (the server's default otherwise).
+            auto_pause: At its timeout, pause it (memory kept) instead of killing it.
+            auto_resume: Resume it when paused on its first sandbox-plane request
+                (a command, a file read) instead of answering "not running".
+            idle_timeout: Seconds with no request on either plane and no running command
+                after which it gets its timeout action (killed, or paused with ``auto_pause``);
+                None or 0: off.
             api_url: The server; default ``$SANDLOT_API_URL`` or ``http://127.0.0.1:3000``.
             api_key: The team API key; default ``$SANDLOT_API_KEY``.
             request_timeout: Seconds for one request (default 60; 0: none).
@@ -131,10 +160,12 @@ class Sandbox:
 
         Raises:
             AuthenticationError: no key, or a wrong one.
+            TemplateNotFoundError: no template, or snapshot, of that name.
             RateLimitedError: the team's sandbox quota is used up.
 
         Example:
             >>> sbx = Sandbox.create("base", timeout=120, envs={"MODE": "test"})
+            >>> warm = Sandbox.create("warm:v1", auto_pause=True, auto_resume=True)
         """
         connection = Connection(_config(config, api_url, api_key, request_timeout))
         try:
@@ -145,8 +176,11 @@ class Sandbox:
                 envs=envs,
                 secure=secure,
                 allow_internet_access=allow_internet_access,
+                auto_pause=auto_pause,
+                auto_resume=auto_resume,
+                idle_timeout=idle_timeout,
             )
-            handle = connection.api(request, api.parse_handle)
+            handle = connection.api(request, api.parse_created)
         except BaseException:
             connection.close()
             raise
@@ -176,11 +210,13 @@ class Sandbox:
         request_timeout: float | None = None,
         config: ConnectionConfig | None = None,
     ) -> Sandbox:
-        """Connect to an existing sandbox (resuming it if it was paused).
+        """Connect to an existing sandbox, resuming it (memory and all) if it was paused.
 
         Args:
             sandbox_id: Its id.
             timeout: Make it live at least this many more seconds; a connect never shortens it.
+                A paused sandbox resumed by the connect ends this many seconds from now (the
+                server's default, 300, when None).
 
         Raises:
             SandboxNotFoundError: no such sandbox in this team.
@@ -343,6 +379,305 @@ class Sandbox:
         Example:
             >>> (sbx.get_metrics())[-1].mem_used
             31457280
+        """,
+    )
+
+    # ------------------------------------------------------------ pause, resume, fork, restart
+
+    def _pause_self(self) -> bool:
+        return self._connection.api(api.pause_sandbox(self.sandbox_id), api.parse_pause)
+
+    @classmethod
+    def _pause_by_id(
+        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
+    ) -> bool:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return connection.api(api.pause_sandbox(sandbox_id), api.parse_pause)
+
+    pause = hybrid(
+        _pause_self,
+        _pause_by_id,
+        """Pause the sandbox, keeping its memory: its processes stop and go on after a resume.
+
+        A paused sandbox costs disk only and has no timer: it is kept until it is resumed or
+        killed. Streams attached to its processes end now; the processes do not.
+
+        Returns:
+            True if it was paused now, False if it was paused already.
+
+        Raises:
+            SandboxNotFoundError: no such sandbox.
+
+        Example:
+            >>> sbx.pause()
+            True
+            >>> Sandbox.pause(sbx.sandbox_id)
+            False
+        """,
+    )
+
+    def _resume_self(self, timeout: int | None = None) -> bool:
+        handle = self._connection.api(api.resume_sandbox(self.sandbox_id, timeout=timeout), api.parse_resume)
+        if handle is not None:
+            self._adopt(handle)
+        return handle is not None
+
+    @classmethod
+    def _resume_by_id(
+        cls,
+        sandbox_id: str,
+        timeout: int | None = None,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> bool:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            handle = connection.api(api.resume_sandbox(sandbox_id, timeout=timeout), api.parse_resume)
+        return handle is not None
+
+    resume = hybrid(
+        _resume_self,
+        _resume_by_id,
+        """Resume a paused sandbox: every process goes on where it was, and its files are there.
+
+        Args:
+            timeout: Seconds it lives from now (the server's default, 300, when None).
+
+        Returns:
+            True if it was paused and is running now, False if it was running already (its
+            timeout is then left as it was).
+
+        Example:
+            >>> sbx.pause()
+            >>> sbx.resume(timeout=600)
+            True
+            >>> Sandbox.resume("sbx-1f2e")
+            False
+        """,
+    )
+
+    def _fork_self(self, count: int = 1, *, timeout: int | None = None) -> builtins.list[Sandbox]:
+        return self._fork(self._connection, self.sandbox_id, count, timeout)
+
+    @classmethod
+    def _fork_by_id(
+        cls,
+        sandbox_id: str,
+        count: int = 1,
+        *,
+        timeout: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> builtins.list[Sandbox]:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return cls._fork(connection, sandbox_id, count, timeout)
+
+    @classmethod
+    def _fork(
+        cls, connection: Connection, sandbox_id: str, count: int, timeout: int | None
+    ) -> builtins.list[Sandbox]:
+        answers = connection.api(api.fork_sandbox(sandbox_id, count=count, timeout=timeout), api.parse_fork)
+        handles = [a for a in answers if isinstance(a, api.SandboxHandle)]
+        failures = [a for a in answers if not isinstance(a, api.SandboxHandle)]
+        if failures:
+            # All or nothing, as sandlot's own server forks: copies the caller never sees
+            # would run (and cost) until their timeout.
+            for handle in handles:
+                with contextlib.suppress(exceptions.SandlotError):
+                    connection.api(api.kill_sandbox(handle.sandbox_id), api.parse_kill)
+            raise failures[0]
+        # Each copy gets a connection of its own: closing one must not close its siblings.
+        return [cls(Connection(connection.config), handle) for handle in handles]
+
+    fork = hybrid(
+        _fork_self,
+        _fork_by_id,
+        """Copy the running sandbox, memory and files, into ``count`` independent sandboxes.
+
+        The original is frozen for a moment and goes on unchanged. Each copy's processes go on
+        from the original's state; files written later in one are seen by no other. Copies
+        have the original's template, limits, network policy, environment and metadata, plus
+        ``forkedFrom``; network connections the original's processes had open are not carried
+        over (each copy has its own address). Every copy is made, or none.
+
+        Args:
+            count: How many copies (the server allows 1 to 20).
+            timeout: Seconds each copy lives (the server's default, 300, when None).
+
+        Returns:
+            The copies, running, each to be killed (or used as a context manager) on its own.
+
+        Raises:
+            AlreadyExistsError: the sandbox is paused (409: resume it first).
+
+        Example:
+            >>> children = sbx.fork(3, timeout=120)
+            >>> [c.commands.run("cat /tmp/state") for c in children]
+            >>> copies = Sandbox.fork("sbx-1f2e")
+        """,
+    )
+
+    def _restart_self(self, timeout: int | None = None) -> None:
+        handle = self._connection.api(api.restart_sandbox(self.sandbox_id, timeout=timeout), api.parse_handle)
+        self._adopt(handle)
+
+    @classmethod
+    def _restart_by_id(
+        cls,
+        sandbox_id: str,
+        timeout: int | None = None,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> None:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            connection.api(api.restart_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+
+    restart = hybrid(
+        _restart_self,
+        _restart_by_id,
+        """Restart the sandbox from its files: every process ends and it boots clean.
+
+        Running or paused, it comes back running, with the template's current build and the
+        server's current init (to pick up an agent or template update), its files as they were.
+
+        Args:
+            timeout: Seconds it lives from now (the server's default, 300, when None).
+
+        Example:
+            >>> sbx.restart()
+            >>> (sbx.get_info()).boot
+            'clean'
+        """,
+    )
+
+    # ---------------------------------------------------------------------- snapshots
+
+    def _create_snapshot_self(self, name: str | None = None, *, memory: bool = True) -> models.SnapshotInfo:
+        request = api.create_snapshot(self.sandbox_id, name=name, memory=memory)
+        return self._connection.api(request, api.parse_snapshot)
+
+    @classmethod
+    def _create_snapshot_by_id(
+        cls,
+        sandbox_id: str,
+        name: str | None = None,
+        *,
+        memory: bool = True,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> models.SnapshotInfo:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return connection.api(api.create_snapshot(sandbox_id, name=name, memory=memory), api.parse_snapshot)
+
+    create_snapshot = hybrid(
+        _create_snapshot_self,
+        _create_snapshot_by_id,
+        """Snapshot the running sandbox; ``create(template=snapshot.snapshot_id)`` starts from it.
+
+        The sandbox is frozen for a moment and goes on running. Each snapshot of a name gets the
+        next tag (``name:v1``, ``name:v2``...). Sandboxes made from a snapshot own copies of
+        everything: deleting the snapshot later never touches them.
+
+        Args:
+            name: The snapshot's name (the server picks ``snap-<random>`` when None).
+            memory: True keeps the processes' memory (a sandbox made from it goes on where this
+                one was); False keeps only the files (one made from it boots clean).
+
+        Raises:
+            AlreadyExistsError: the sandbox is paused (409).
+
+        Example:
+            >>> snap = sbx.create_snapshot("deps-installed")
+            >>> snap.snapshot_id
+            'deps-installed:v1'
+            >>> twin = Sandbox.create(snap.snapshot_id)
+        """,
+    )
+
+    def _list_snapshots_self(self, *, limit: int | None = None) -> builtins.list[models.SnapshotInfo]:
+        return self._list_snapshots(self._connection, self.sandbox_id, None, limit)
+
+    @classmethod
+    def _list_snapshots_by_id(
+        cls,
+        sandbox_id: str | None = None,
+        *,
+        name: str | None = None,
+        limit: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> builtins.list[models.SnapshotInfo]:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return cls._list_snapshots(connection, sandbox_id, name, limit)
+
+    @staticmethod
+    def _list_snapshots(
+        connection: Connection, sandbox_id: str | None, name: str | None, limit: int | None
+    ) -> builtins.list[models.SnapshotInfo]:
+        found: builtins.list[models.SnapshotInfo] = []
+        token = None
+        while limit is None or len(found) < limit:
+            request = api.list_snapshots(
+                sandbox_id=sandbox_id,
+                name=name,
+                limit=None if limit is None else limit - len(found),
+                next_token=token,
+            )
+            page, token = connection.api(request, api.parse_snapshot_list)
+            found.extend(page)
+            if not token or not page:
+                break
+        return found if limit is None else found[:limit]
+
+    list_snapshots = hybrid(
+        _list_snapshots_self,
+        _list_snapshots_by_id,
+        """The team's snapshots, following the server's pages up to ``limit`` in all.
+
+        On an instance, the snapshots taken of this sandbox; on the class, every snapshot of
+        the team, or those of ``sandbox_id`` and (or) ``name``.
+
+        Example:
+            >>> [s.snapshot_id for s in sbx.list_snapshots()]
+            ['deps-installed:v1', 'deps-installed:v2']
+            >>> Sandbox.list_snapshots(name="deps-installed", limit=10)
+        """,
+    )
+
+    def _delete_snapshot_self(self, snapshot_id: str) -> bool:
+        return self._connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
+
+    @classmethod
+    def _delete_snapshot_by_id(
+        cls,
+        snapshot_id: str,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+    ) -> bool:
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            return connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
+
+    delete_snapshot = hybrid(
+        _delete_snapshot_self,
+        _delete_snapshot_by_id,
+        """Delete a snapshot: ``name:tag`` deletes that version, a bare ``name`` every version.
+
+        Sandboxes made from it are not touched.
+
+        Returns:
+            True if it was deleted, False if there was no such snapshot.
+
+        Example:
+            >>> Sandbox.delete_snapshot("deps-installed:v1")
+            True
         """,
     )
 

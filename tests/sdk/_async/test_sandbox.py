@@ -109,6 +109,8 @@ async def test_bad_credentials_and_unknown_sandboxes(sdk_server: SdkServer) -> N
         await AsyncSandbox.create(config=bad)
     with pytest.raises(exceptions.SandboxNotFoundError):
         await AsyncSandbox.connect("doesnotexist", config=sdk_server.config)
+    with pytest.raises(exceptions.TemplateNotFoundError):
+        await AsyncSandbox.create("no-such-template", config=sdk_server.config)
     with pytest.raises(exceptions.SandboxNotFoundError):
         await AsyncSandbox.get_info("doesnotexist", config=sdk_server.config)
     unreachable = ConnectionConfig(api_url="http://127.0.0.1:1", api_key="e2b_00")

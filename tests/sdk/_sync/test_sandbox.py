@@ -111,6 +111,8 @@ def test_bad_credentials_and_unknown_sandboxes(sdk_server: SdkServer) -> None:
         Sandbox.create(config=bad)
     with pytest.raises(exceptions.SandboxNotFoundError):
         Sandbox.connect("doesnotexist", config=sdk_server.config)
+    with pytest.raises(exceptions.TemplateNotFoundError):
+        Sandbox.create("no-such-template", config=sdk_server.config)
     with pytest.raises(exceptions.SandboxNotFoundError):
         Sandbox.get_info("doesnotexist", config=sdk_server.config)
     unreachable = ConnectionConfig(api_url="http://127.0.0.1:1", api_key="e2b_00")
