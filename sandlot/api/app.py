@@ -26,7 +26,7 @@ from fastapi import FastAPI
 from sandlot.agent import target
 from sandlot.api import auth, control, errors, execute
 from sandlot.config import Settings
-from sandlot.execute import service as execute_service
+from sandlot.runner import service as runner_service
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import timers as lifecycle_timers
 from sandlot.runtime import base, drivers
@@ -139,7 +139,7 @@ def _lifespan(
             if pool is not None:
                 pool.start()
                 stack.push_async_callback(pool.aclose)
-            executor = execute_service.Executor(driver, settings)
+            executor = runner_service.Executor(driver, settings)
             executor.start()
             stack.push_async_callback(executor.aclose)
             timers = lifecycle_timers.Timers(manager)

@@ -1,4 +1,4 @@
-"""``POST /execute`` and ``GET /execute/languages``: the one-shot code runner (`sandlot.execute`).
+"""``POST /execute`` and ``GET /execute/languages``: the one-shot code runner (`sandlot.runner`).
 
 Both need a team API key, as the control plane does. A run's answer is 200 whatever the
 program did (its status says); 400 is a request to fix, 429 (with ``Retry-After``) a full
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 
 from sandlot.api import auth
 from sandlot.api import models as api_models
-from sandlot.execute import models, service
+from sandlot.runner import models, service
 
 __all__ = ["router"]
 

@@ -6,8 +6,6 @@ import importlib
 import inspect
 from pathlib import Path
 
-import pytest
-
 import sandlot
 from sandlot import sdk
 
@@ -30,15 +28,11 @@ def test_the_package_root_is_the_sdks_front_door() -> None:
     assert callable(sandlot.aexecute) and callable(sdk.execute)
 
 
-@pytest.mark.xfail(
-    "execute" in _children(),
-    reason="the server's package sandlot/execute/ shadows the SDK's sandlot.execute (notes/contract.md)",
-    strict=True,
-)
 def test_no_subpackage_shadows_a_public_name() -> None:
     # Importing `sandlot.x` binds the attribute `sandlot.x` to that module: a server package
-    # named like an SDK name (`sandlot.execute`) turns `sandlot.execute(...)` into a module
-    # object in every process that also imports the server (this one, an embedding app).
+    # named like an SDK name (`sandlot.execute`, as the runner once was) turns
+    # `sandlot.execute(...)` into a module object in every process that also imports the
+    # server (this one, an embedding app).
     children = _children()
     for name in children:
         importlib.import_module(f"sandlot.{name}")

@@ -1,9 +1,4 @@
-"""``aexecute`` / ``AsyncExecutor`` against a real server's ``POST /execute`` (written once, for both flavours).
-
-The function is imported from ``sandlot.sdk``, not the package root: in this process the
-server's package ``sandlot/execute/`` is imported too and shadows ``sandlot.execute``
-(tests/sdk/test_front_door.py, notes/contract.md).
-"""
+"""``aexecute`` / ``AsyncExecutor`` against a real server's ``POST /execute`` (written once, for both flavours)."""
 
 from __future__ import annotations
 
@@ -12,9 +7,9 @@ import time
 
 import pytest
 
-from sandlot import AsyncExecutor, StageStatus
+from sandlot import AsyncExecutor, StageStatus, aexecute
 from sandlot.cli.run import EXTENSIONS
-from sandlot.sdk import _synchronization, aexecute, exceptions
+from sandlot.sdk import _synchronization, exceptions
 from tests.sdk.conftest import SdkServer
 
 pytestmark = pytest.mark.slow

@@ -1,11 +1,6 @@
 # Generated from tests/sdk/_async/test_execute.py by scripts/unasync.py. DO NOT EDIT.
 # ruff: noqa
-"""``execute`` / ``Executor`` against a real server's ``POST /execute`` (written once, for both flavours).
-
-The function is imported from ``sandlot.sdk``, not the package root: in this process the
-server's package ``sandlot/execute/`` is imported too and shadows ``sandlot.execute``
-(tests/sdk/test_front_door.py, notes/contract.md).
-"""
+"""``execute`` / ``Executor`` against a real server's ``POST /execute`` (written once, for both flavours)."""
 
 from __future__ import annotations
 
@@ -14,9 +9,9 @@ import time
 
 import pytest
 
-from sandlot import Executor, StageStatus
+from sandlot import Executor, StageStatus, execute
 from sandlot.cli.run import EXTENSIONS
-from sandlot.sdk import _synchronization, execute, exceptions
+from sandlot.sdk import _synchronization, exceptions
 from tests.sdk.conftest import SdkServer
 
 pytestmark = pytest.mark.slow

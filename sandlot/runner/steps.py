@@ -24,8 +24,8 @@ import signal
 import time
 from collections.abc import Mapping, Sequence
 
-from sandlot.execute import models
-from sandlot.execute.languages import Language
+from sandlot.runner import models
+from sandlot.runner.languages import Language
 from sandlot.runtime import base
 from sandlot.runtime import models as runtime
 

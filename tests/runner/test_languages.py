@@ -1,4 +1,4 @@
-"""Language files (`sandlot.execute.languages`): what a file must say, how requests find one."""
+"""Language files (`sandlot.runner.languages`): what a file must say, how requests find one."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sandlot.execute import languages
-from sandlot.execute.languages import Catalog, LanguageError
+from sandlot.runner import languages
+from sandlot.runner.languages import Catalog, LanguageError
 
 
 def test_the_builtin_languages_load() -> None:

@@ -13,7 +13,7 @@ languages) and run a program::
 
 ``{entry}`` is the entry file's name (the request's first file, or ``entry``), ``{stem}`` the
 same without its extension; a request's ``args`` come after ``run``. The built-in files live in
-``sandlot/execute/specs/``; an operator's directory (`ExecuteSettings.languages_dir`) is
+``sandlot/runner/specs/``; an operator's directory (`ExecuteSettings.languages_dir`) is
 searched first, so a file there replaces a built-in one of the same name.
 
 Versions are not written down: they are what the template's programs say they are, asked once

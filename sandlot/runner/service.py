@@ -1,7 +1,7 @@
 """``POST /execute``: languages, a warm pool of runner sandboxes per template, and the queue.
 
 A run takes a runner sandbox from its template's pool (`sandlot.lifecycle.pools`), runs there
-(`sandlot.execute.runner`), and gives it back to be reset for the next run, or, with
+(`sandlot.runner.steps`), and gives it back to be reset for the next run, or, with
 `ExecuteSettings.reuse` off, to be destroyed and replaced by a fresh one. A pool holds at
 most ``pool_max`` sandboxes, which is also how many runs go on at once; the pool's waiting
 line is the queue (``queue`` long, ``queue_timeout`` seconds at most).
@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Mapping
 
 from sandlot.config import Settings
-from sandlot.execute import languages, models, runner
+from sandlot.runner import languages, models, steps
 from sandlot.lifecycle import errors, pools
 from sandlot.runtime import base
 from sandlot.runtime import errors as runtime_errors
@@ -27,7 +27,7 @@ from sandlot.runtime import models as runtime
 
 __all__ = ["Executor"]
 
-logger = logging.getLogger("sandlot.execute")
+logger = logging.getLogger("sandlot.runner")
 
 RUNNER_LIMITS = runtime.Limits(memory_mb=512, cpu_cores=1.0, pids=256, disk_mb=256)
 """What a runner sandbox is made with: one core, room for compilers' threads, 256 MiB of
@@ -114,7 +114,7 @@ class Executor:
         except pools.PoolError as exc:
             raise errors.Unavailable(str(exc)) from None
         try:
-            result = await runner.run_program(
+            result = await steps.run_program(
                 self.driver, sandbox_id, language, self.catalog.versions.get(language.name, "unknown"), request,
                 limits=dataclasses.replace(pool.spec.limits, memory_mb=memory),
                 network=runtime.NetworkPolicy(internet=request.network),
@@ -160,9 +160,9 @@ class Executor:
                 logger.warning("execute.version %s unknown: %s", language.name, exc)
                 return
             try:
-                stage = await runner.run_step(
+                stage = await steps.run_step(
                     self.driver, sandbox_id, language.version, env=language.env, stdin=None,
-                    limits=runner.StepLimits(timeout=_VERSION_TIMEOUT, output_limit=4096),
+                    limits=steps.StepLimits(timeout=_VERSION_TIMEOUT, output_limit=4096),
                 )  # fmt: skip
             except Exception:  # noqa: BLE001 - a language without a version still runs
                 logger.exception("execute.version %s failed", language.name)
