@@ -24,6 +24,8 @@ from sandlot.runtime import _utils, cgroups
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
 
+pytest_plugins = ["tests.sdk.servers"]
+
 
 needs_criu = pytest.mark.skipif(
     not (Path(os.environ.get("SANDLOT_CACHE_DIR", "/var/cache/sandlot")) / "criu" / "current" / "criu").exists(),

@@ -11,7 +11,7 @@ import pytest
 
 from tests import conftest
 from tests.cli.test_sandbox import SANDLOT, run
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = [pytest.mark.slow, conftest.needs_criu]
 

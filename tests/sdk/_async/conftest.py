@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from sandlot import AsyncSandbox
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from sandlot import AsyncExecutor, StageStatus, aexecute
 from sandlot.cli.run import EXTENSIONS
 from sandlot.sdk import _synchronization, exceptions
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = pytest.mark.slow
 

@@ -7,7 +7,7 @@ import pytest
 from sandlot import AsyncSandbox
 from sandlot.sdk import _synchronization, exceptions
 from tests import conftest
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = [pytest.mark.slow, conftest.needs_criu]
 

@@ -10,7 +10,7 @@ import pytest
 from sandlot import AsyncSandbox
 from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core.config import ConnectionConfig
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from sandlot import AsyncSandbox
 from sandlot.sdk import _synchronization, exceptions
 from tests import conftest
 from tests.sdk._async.test_lifecycle import _count, _start_counter
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = [pytest.mark.slow, conftest.needs_criu]
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from sandlot import Sandbox
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from sandlot import Executor, StageStatus, execute
 from sandlot.cli.run import EXTENSIONS
 from sandlot.sdk import _synchronization, exceptions
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = pytest.mark.slow
 

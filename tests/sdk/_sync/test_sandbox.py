@@ -12,7 +12,7 @@ import pytest
 from sandlot import Sandbox
 from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core.config import ConnectionConfig
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from sandlot import Sandbox
 from sandlot.sdk import _synchronization, exceptions
 from tests import conftest
 from tests.sdk._sync.test_lifecycle import _count, _start_counter
-from tests.sdk.conftest import SdkServer
+from tests.sdk.servers import SdkServer
 
 pytestmark = [pytest.mark.slow, conftest.needs_criu]
 

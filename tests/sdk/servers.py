@@ -1,5 +1,10 @@
 """A real sandlot server for the SDK and CLI tests, and sandboxes on it.
 
+A plugin of the root conftest (``pytest_plugins``), not a conftest of its own: tests/sdk and
+tests/cli share one ``sdk_server`` per session. Importing these fixtures into a second
+conftest made a second server with the same runc instance and subnet, whose veths and
+nftables table collided with the first's.
+
 The server is ``sandlot.api.app.create_app`` under uvicorn (see ``serve.py``), with a real runc
 driver of its own: data under /var/tmp (mode 0711, so a sandbox's root can pass through), runc
 instance ``t<pid>k`` and the lower half of ``10.<60 + slot>.0.0/16``, so it never meets another
