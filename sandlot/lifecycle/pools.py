@@ -115,6 +115,7 @@ class Pool:
         self._busy: set[str] = set()
         self._uses: dict[str, int] = {}
         self._creating = 0
+        self._recycling = 0
         self._waiters: collections.deque[asyncio.Future[str]] = collections.deque()
         self._failures = 0
         self._last_error: str | None = None
@@ -167,6 +168,7 @@ class Pool:
         to the next take, or replaced when the reset fails."""
         if not self.reuse or sandbox_id not in self._busy:
             raise ValueError(f"{sandbox_id!r} is not a sandbox taken from pool {self.name}")
+        self._recycling += 1
         self._spawn(self._recycle(sandbox_id))
 
     def discard(self, sandbox_id: str) -> None:
@@ -239,9 +241,12 @@ class Pool:
         self._ready.append(sandbox_id)
 
     def _missed(self) -> None:
-        self._last_miss = time.monotonic()
-        if self.target < self.max_size:
-            self.target += 1
+        # A reuse pool's sandboxes being reset are ready in a few milliseconds: a take that
+        # will get one of them is no reason to make another.
+        if not (self.reuse and self._recycling > len(self._waiters)):
+            self._last_miss = time.monotonic()
+            if self.target < self.max_size:
+                self.target += 1
         self._fill()
 
     def _fill(self) -> None:
@@ -287,6 +292,8 @@ class Pool:
             logger.info("pools.recycle %s: replacing %s: %s", self.name, sandbox_id, exc)
             self.discard(sandbox_id)
             return
+        finally:
+            self._recycling -= 1
         if self._size > self.target and not self._waiters:
             self.discard(sandbox_id)
         else:

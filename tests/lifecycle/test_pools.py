@@ -144,3 +144,12 @@ async def test_closing_destroys_everything_the_pool_holds(driver: RuncDriver, ma
     assert busy not in {i.sandbox_id for i in await driver.list()}
     with pytest.raises(pools.PoolBroken, match="closing"):
         await pool.take()
+
+
+async def test_a_sandbox_being_reset_is_no_reason_to_grow(make_pool: PoolMaker) -> None:
+    pool = make_pool(min_size=1, max_size=3, max_waiting=4, wait_timeout=10)
+    for _ in range(5):
+        sid = await pool.take()
+        pool.give_back(sid)  # the next take finds it still being reset: it waits for it
+    await until(lambda: pool.stats().ready == 1)
+    assert pool.stats().target == 1, "back-to-back runs are served by the one sandbox"
