@@ -148,6 +148,7 @@ async def test_closing_destroys_everything_the_pool_holds(driver: RuncDriver, ma
 
 async def test_a_sandbox_being_reset_is_no_reason_to_grow(make_pool: PoolMaker) -> None:
     pool = make_pool(min_size=1, max_size=3, max_waiting=4, wait_timeout=10)
+    await until(lambda: pool.stats().ready == 1)
     for _ in range(5):
         sid = await pool.take()
         pool.give_back(sid)  # the next take finds it still being reset: it waits for it
