@@ -126,7 +126,7 @@ class Executor:
         except (runtime_errors.RuntimeDriverError, OSError, TimeoutError) as exc:
             # The sandbox is in a state nobody can vouch for: it is not reused.
             pool.discard(sandbox_id)
-            logger.exception("execute.failed in %s", sandbox_id)
+            logger.exception("runner.execute.failed in %s", sandbox_id)
             raise errors.RuntimeFailure(f"running the program failed: {exc}") from exc
         except BaseException:
             pool.discard(sandbox_id)
@@ -150,32 +150,37 @@ class Executor:
             await asyncio.shield(self._versions)
 
     async def _detect_versions(self) -> None:
-        """Ask every language its version, in parallel, in sandboxes of its pool."""
+        """Ask every language its version: one sandbox per template, its languages in turn,
+        the templates in parallel (so that a pool of one with a queue of one serves it too)."""
 
-        async def ask(language: languages.Language) -> None:
-            pool = self.pools[language.template]
+        async def ask(template: str, family: list[languages.Language]) -> None:
+            pool = self.pools[template]
             try:
                 sandbox_id = await asyncio.wait_for(pool.take(), _VERSION_TIMEOUT)
             except (pools.PoolError, TimeoutError) as exc:
-                logger.warning("execute.version %s unknown: %s", language.name, exc)
+                logger.warning("runner.versions of template %s unknown: %s", template, exc)
                 return
             try:
-                stage = await steps.run_step(
-                    self.driver, sandbox_id, language.version, env=language.env, stdin=None,
-                    limits=steps.StepLimits(timeout=_VERSION_TIMEOUT, output_limit=4096),
-                )  # fmt: skip
+                for language in family:
+                    stage = await steps.run_step(
+                        self.driver, sandbox_id, language.version, env=language.env, stdin=None,
+                        limits=steps.StepLimits(timeout=_VERSION_TIMEOUT, output_limit=4096),
+                    )  # fmt: skip
+                    version = languages.parse_version(stage.stdout + stage.stderr)
+                    if version is None:
+                        logger.warning("runner.version %s: none in %r", language.name, stage.stdout[:200])
+                    else:
+                        self.catalog.versions[language.name] = version
             except Exception:  # noqa: BLE001 - a language without a version still runs
-                logger.exception("execute.version %s failed", language.name)
+                logger.exception("runner.versions of template %s failed", template)
                 pool.discard(sandbox_id)
                 return
             self._back(pool, sandbox_id)
-            version = languages.parse_version(stage.stdout + stage.stderr)
-            if version is None:
-                logger.warning("execute.version %s: no version in %r", language.name, stage.stdout[:200])
-            else:
-                self.catalog.versions[language.name] = version
 
-        await asyncio.gather(*(ask(lang) for lang in self.catalog.languages.values()))
+        families: dict[str, list[languages.Language]] = {}
+        for language in self.catalog.languages.values():
+            families.setdefault(language.template, []).append(language)
+        await asyncio.gather(*(ask(template, family) for template, family in families.items()))
 
 
 def _spec_maker(template: str, limits: runtime.Limits) -> Callable[[], runtime.SandboxSpec]:

@@ -225,6 +225,8 @@ def small_server(data_root: Any, server: Server) -> Iterator[Server]:
     small = dataclasses.replace(server, url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, port=port, process=None)
     small.start()
     try:
+        with small.client() as client:  # the languages' versions are asked at start, with its one runner
+            assert all(i["version"] for i in client.get("/execute/languages").json())
         yield small
     finally:
         assert small.stop() == 0, (data_dir / "server.log").read_text()[-3000:]

@@ -147,6 +147,9 @@ def small_server() -> Iterator[SdkServer]:
         "SANDLOT_EXECUTE_QUEUE_TIMEOUT": "3",
     }
     with _serve(f"t{os.getpid()}m", slot.subnet(60, 1), extra) as server:
+        # The languages' versions are asked at start, in its one runner: wait for them, or the
+        # first runs of a test would all start together once they are known.
+        httpx.get(f"{server.url}/execute/languages", headers={"X-API-Key": server.key}, timeout=60).raise_for_status()
         yield server
 
 
