@@ -549,17 +549,19 @@ class SandboxManager:
         return sbx
 
     async def connect(
-        self, team_id: str, sandbox_id: str, timeout: int | None = None
+        self, team_id: str, sandbox_id: str, timeout: int | None = None, *, memory: bool = True
     ) -> tuple[LiveSandbox, bool]:
         """The sandbox, running, and whether it was resumed for this.
 
         A running sandbox's end time moves to ``timeout`` from now if that is later (a
         connect never shortens a sandbox's life); a paused one is resumed and ends
-        ``timeout`` (the server's default when absent) from now.
+        ``timeout`` (the server's default when absent) from now. Without ``memory`` (the
+        e2b SDK's ``on_resume="reboot"``) a paused one is not restored but restarted: it
+        boots clean on its files, its checkpoint unused; a running one is left as it is.
         """
         sbx = self.get(team_id, sandbox_id)
         if sbx.state == "paused":
-            resumed = await self._resume(sbx, timeout)
+            resumed = await self._resume(sbx, timeout, memory=memory)
             if resumed:
                 return sbx, True
         end = _now() + timedelta(seconds=self._clamp_timeout(timeout))
@@ -569,18 +571,21 @@ class SandboxManager:
         return sbx, False
 
     async def resume(
-        self, team_id: str, sandbox_id: str, timeout: int | None = None
+        self, team_id: str, sandbox_id: str, timeout: int | None = None, *, memory: bool = True
     ) -> LiveSandbox:
-        """Resume a paused sandbox (E2B's older ``POST /sandboxes/{id}/resume``): 409 when it
-        is running."""
+        """Resume a paused sandbox (E2B's older ``POST /sandboxes/{id}/resume``), or without
+        ``memory`` restart it clean on its files (as `connect`): 409 when it is running."""
         sbx = self.get(team_id, sandbox_id)
-        if not await self._resume(sbx, timeout):
+        if not await self._resume(sbx, timeout, memory=memory):
             raise errors.Conflict(f"sandbox {sandbox_id!r} is already running")
         return sbx
 
-    async def _resume(self, sbx: LiveSandbox, timeout: int | None) -> bool:
-        """Restore a paused sandbox; False when it was running already."""
+    async def _resume(self, sbx: LiveSandbox, timeout: int | None, *, memory: bool = True) -> bool:
+        """Restore a paused sandbox (restart it, without ``memory``); False when it was
+        running already."""
         timeout = self._clamp_timeout(timeout)
+        if not memory:
+            return await self._restart(sbx, timeout, if_paused=True)
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
                 raise errors.SandboxNotFound(sbx.id)
@@ -840,7 +845,12 @@ class SandboxManager:
         files, with its template's current build; it ends ``timeout`` (the server's default)
         from now. When the boot fails the sandbox is ended: nothing is left half-running."""
         sbx = self.get(team_id, sandbox_id)
-        seconds = self._clamp_timeout(timeout)
+        await self._restart(sbx, self._clamp_timeout(timeout))
+        return sbx
+
+    async def _restart(self, sbx: LiveSandbox, seconds: int, *, if_paused: bool = False) -> bool:
+        """Boot a sandbox clean on its files (see `restart`); with ``if_paused``, only if it
+        is paused when its turn comes (False: it was running, and is left alone)."""
         restart = getattr(self.driver, "restart", None)
         if restart is None:
             raise errors.NotSupported("this runtime cannot restart sandboxes")
@@ -848,6 +858,8 @@ class SandboxManager:
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
                 raise errors.SandboxNotFound(sbx.id)
+            if if_paused and sbx.state != "paused":
+                return False
             try:
                 await restart(sandbox_id=sbx.id)
             except runtime_errors.TemplateNotFound as exc:
@@ -870,7 +882,7 @@ class SandboxManager:
             ) from failure
         self.changed.set()
         logger.info("lifecycle.restart.complete %s", sbx.id)
-        return sbx
+        return True
 
     async def metrics(self, team_id: str, sandbox_id: str) -> list[Metric]:
         """One point, now: CPU use since the previous call (or since the start), memory, disk."""
