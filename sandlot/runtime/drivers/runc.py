@@ -208,6 +208,7 @@ class RuncDriver:
         if self.settings.userns:
             _check_traversable(self._sandboxes_dir)
         self._init_binary = str(initbin.ensure_init_binary(self.settings.cache_dir))
+        _keep_kerndat_tmpfs(self.settings.cache_dir / "criu")
         for entry in sorted(self._sandboxes_dir.iterdir()):
             try:
                 sbx = _Sandbox.from_json(json.loads((entry / "state.json").read_text()))
@@ -1172,6 +1173,24 @@ def _copy_sparse(source: Path, dest: Path) -> None:
                 copied += n
             offset = hole
         dst.truncate(size)
+
+
+def _keep_kerndat_tmpfs(criu_dir: Path) -> None:
+    """Keep a small tmpfs mounted on ``<criu_dir>/run``, where our CRIU build keeps its
+    kerndat cache (scripts/build-criu: RUNDIR), so that dumps and restores skip probing the
+    kernel (a raw restore went from ~85 to ~58 ms here). CRIU writes the cache only on a
+    tmpfs, which cannot outlive a boot (the kernel may change); /run is not one on every
+    host. Mounted once per boot and shared by every driver of the host, like the rest of the
+    cache: it is never unmounted."""
+    run = criu_dir / "run"
+    if not criu_dir.is_dir():
+        return  # no CRIU built: nothing to cache for
+    run.mkdir(mode=0o700, exist_ok=True)
+    with open(criu_dir / ".run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.ismount(run):
+            mounts.mount("tmpfs", run, "tmpfs", flags=mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
+                         options="size=1m,mode=0700")  # fmt: skip
 
 
 def _criu_errors(work: Path) -> str:
