@@ -866,17 +866,21 @@ class RuncDriver:
         sid = sbx.spec.sandbox_id
         sdir = self._sandboxes_dir / sid
         assert sbx.link is not None
-        if check:
-            await asyncio.to_thread(images.check, image_dir)
         criu_work = sdir / "criu-work"
         pid_file = sdir / "init.pid"
+        # The images are checked in a thread while the disk is mounted, and before CRIU runs.
+        checked = asyncio.ensure_future(asyncio.to_thread(images.check, image_dir)) if check else None
         try:
-            disk.mount(sdir / "disk.img", sdir / "disk")
-            self._mount_overlay(sbx, sdir)
-            self._write_config(sbx, sbx.link, sdir, _template_meta(sbx.lower))
-            shutil.rmtree(criu_work, ignore_errors=True)
-            criu_work.mkdir(mode=0o700)
-            pid_file.unlink(missing_ok=True)
+            try:
+                disk.mount(sdir / "disk.img", sdir / "disk")
+                self._mount_overlay(sbx, sdir)
+                self._write_config(sbx, sbx.link, sdir, _template_meta(sbx.lower))
+                shutil.rmtree(criu_work, ignore_errors=True)
+                criu_work.mkdir(mode=0o700)
+                pid_file.unlink(missing_ok=True)
+            finally:
+                if checked is not None:
+                    await asyncio.shield(checked)
             faults.crash_point(f"{op}.mounted")
             # runc's output goes to a file: the restored tree may hold a pipe open for ever.
             await self._criu(
