@@ -26,7 +26,7 @@ import xxhash
 
 from sandlot.runtime import errors
 
-__all__ = ["MANIFEST", "check", "partial", "seal"]
+__all__ = ["MANIFEST", "check", "fsync_dir", "partial", "seal"]
 
 MANIFEST = "manifest.json"
 _FORMAT = 1
@@ -53,7 +53,7 @@ def seal(image_dir: Path) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.rename(source, image_dir)
-    _fsync_dir(image_dir.parent)
+    fsync_dir(image_dir.parent)
 
 
 def check(image_dir: Path) -> None:
@@ -89,7 +89,8 @@ def _digest(path: Path) -> int:
             return xxhash.xxh3_64_intdigest(data)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (a rename into it) survive a power cut."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)

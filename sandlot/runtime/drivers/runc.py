@@ -574,7 +574,8 @@ class RuncDriver:
             await asyncio.shield(self._go_on(sbx, thaw=froze))
             raise
         sbx.checkpoint = str(image_dir)
-        self._save(sbx)
+        # The commit: from here on the processes are in the checkpoint, even after a power cut.
+        self._save(sbx, durable=True)
         faults.crash_point("pause.committed")
         await self._kill(sbx)
         faults.crash_point("pause.killed")
@@ -935,8 +936,8 @@ class RuncDriver:
             detail = _criu_errors(Path(work)) if work else ""
             raise errors.RuntimeDriverError(f"runc {command} failed: {text.strip()[-600:]}{detail}")
 
-    def _save(self, sbx: _Sandbox) -> None:
-        _write_json(self._sandboxes_dir / sbx.spec.sandbox_id / "state.json", sbx.to_json())
+    def _save(self, sbx: _Sandbox, *, durable: bool = False) -> None:
+        _write_json(self._sandboxes_dir / sbx.spec.sandbox_id / "state.json", sbx.to_json(), durable=durable)
 
     async def _runc_cmd(self, *args: str) -> str:
         return await _utils.run(self._runc, "--root", self._root, *args)
@@ -1263,12 +1264,18 @@ async def _read_byte(fd: int) -> bytes:
     return os.read(fd, 1)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    """Write atomically: a crash leaves the old file or the new one, never half of one."""
+def _write_json(path: Path, data: Any, *, durable: bool = False) -> None:
+    """Write atomically: a crash leaves the old file or the new one, never half of one; with
+    ``durable``, the new one survives a power cut too (fsynced, and its directory)."""
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", opener=lambda p, f: os.open(p, f, 0o600)) as f:
         json.dump(data, f)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+    if durable:
+        images.fsync_dir(path.parent)
 
 
 @functools.lru_cache(maxsize=64)
