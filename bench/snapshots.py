@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sandlot.config import Settings
-from sandlot.runtime import disk, models, mounts
+from sandlot.runtime import cgroups, disk, images, models, mounts
 from sandlot.runtime.drivers import runc as runc_module
 from sandlot.runtime.drivers.runc import RuncDriver
 
@@ -123,7 +123,7 @@ class Phases:
 
 
 def instrument(driver: RuncDriver, phases: Phases) -> None:
-    phases.wrap_async(driver, "_criu", lambda command, *a: f"runc {command} (CRIU)")
+    phases.wrap_async(driver, "_criu", lambda command, *a, **k: f"runc {command} (CRIU)")
     phases.wrap_async(driver, "_runc_cmd", lambda *a: f"runc {a[0]}")
     phases.wrap_async(runc_module, "_wait_init_quiet", lambda *a, **k: "wait for init's connections to close")
     phases.wrap_sync(driver, "_frozen", "read freezer.state")
@@ -136,6 +136,9 @@ def instrument(driver: RuncDriver, phases: Phases) -> None:
     phases.wrap_sync(mounts, "unmount", lambda target: "unmount overlay" if str(target).endswith("rootfs")
                      else "  umount2 (inside unmount disk)")
     phases.wrap_sync(driver, "_write_config", "write config.json")
+    phases.wrap_sync(images, "seal", "seal images (manifest: sizes, XXH3)")
+    phases.wrap_sync(images, "check", "check images against the manifest")
+    phases.wrap_async(cgroups, "kill_all", lambda *a, **k: "kill the frozen processes")
 
 
 async def start_holder(driver: RuncDriver, sid: str) -> None:
@@ -322,7 +325,10 @@ def main() -> None:
     parser.add_argument("--no-breakdown", action="store_true")
     args = parser.parse_args()
     become_subreaper()
-    criu = Settings.from_env().runtime.cache_dir / "criu" / "current" / "criu"
+    cache_dir = Settings.from_env().runtime.cache_dir
+    criu = cache_dir / "criu" / "current" / "criu"
+    # The floor runs the same CRIU binary with the same kerndat cache as the driver's runs.
+    runc_module._keep_kerndat_tmpfs(cache_dir / "criu")
     version = subprocess.run([criu, "--version"], capture_output=True, text=True, check=True).stdout.split("\n")[0]
 
     started = datetime.now(UTC)

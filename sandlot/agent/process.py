@@ -48,6 +48,8 @@ def driver_errors() -> Iterator[None]:
         raise rpc.InvalidArgument(f"failed to start the process: {exc}") from exc
     except (errors.SandboxNotFound, errors.SandboxStateError) as exc:
         raise rpc.Unavailable(f"The sandbox was not found ({exc})") from exc
+    except errors.StreamClosed as exc:
+        raise rpc.Unavailable(str(exc)) from exc
     except errors.RuntimeDriverError as exc:
         raise rpc.Unavailable(f"the sandbox is not answering: {exc}") from exc
 

@@ -309,7 +309,7 @@ async def _connect(
     request: Request, team: str, sandbox_id: str, body: models.ConnectRequest | None
 ) -> Response:
     sbx, resumed = await _manager(request).connect(
-        team, sandbox_id, body.timeout if body else None
+        team, sandbox_id, body.timeout if body else None, memory=body is None or body.memory is not False
     )
     return _json(_sandbox(request, sbx), 201 if resumed else 200)
 
@@ -382,7 +382,7 @@ async def resume(
     body: models.ResumeRequest | None = None,
 ) -> Response:
     sbx = await _manager(request).resume(
-        team, sandbox_id, body.timeout if body else None
+        team, sandbox_id, body.timeout if body else None, memory=body is None or body.memory is not False
     )
     return _json(_sandbox(request, sbx), 201)
 

@@ -115,6 +115,10 @@ class TimeoutRequest(_Request):
 
 class ConnectRequest(_Request):
     timeout: Seconds | None = None
+    memory: bool | None = None
+    """``false`` (the e2b SDK's ``on_resume="reboot"``): a paused sandbox is not restored but
+    boots clean on its files (as ``POST /sandboxes/{id}/restart``); a running one is left as
+    it is. Absent or ``true``: a paused sandbox is restored with its memory."""
 
 
 class PauseRequest(_Request):
@@ -146,6 +150,8 @@ class ResumeRequest(_Request):
     """Seconds the resumed sandbox lives; the server's default (300) when absent."""
     auto_pause: bool | None = Field(None, alias="autoPause")
     """Accepted and ignored: a sandbox keeps the ``autoPause`` it was created with."""
+    memory: bool | None = None
+    """*sandlot*, as connect's: ``false`` boots the sandbox clean on its files instead."""
 
 
 class ForkRequest(_Request):

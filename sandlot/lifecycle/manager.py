@@ -7,7 +7,10 @@ path to a dict lookup. One server process owns a data directory, so memory and s
 
 A server restart keeps sandboxes running: `start` adopts what the runtime still holds
 (`RuntimeDriver.reconcile` with the store's live ids), marks the rest killed, and the timers
-end whatever passed its end time while the server was down.
+end whatever passed its end time while the server was down. A server killed in the middle of
+an operation is safe too: the runtime finishes or undoes what it was doing to each sandbox,
+`start` makes the store say what the runtime holds (running or paused), and copies and
+snapshots reach the store only once whole, so a half-made one is nobody's and is removed.
 
 Pause keeps memory: the driver checkpoints the sandbox's processes (CRIU) into the snapshot
 store (`sandlot.lifecycle.snapshots`), and the sandbox holds no memory and no CPU until it is
@@ -48,7 +51,7 @@ import sqlalchemy as sa
 from sandlot.agent import target
 from sandlot.config import Settings
 from sandlot.lifecycle import errors, paging, pools, snapshots
-from sandlot.runtime import base, models
+from sandlot.runtime import base, faults, models
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
 from sandlot.store import models as store
@@ -205,14 +208,33 @@ class SandboxManager:
 
     async def start(self) -> models.ReconcileReport:
         """Load live sandboxes from the store, reconcile the runtime with them, mark the ones
-        the runtime lost as killed."""
+        the runtime lost as killed, and make the store say what the runtime holds.
+
+        A server killed in the middle of a pause or resume can leave the two apart: the
+        runtime has checkpointed a sandbox the store still calls running (it is paused now),
+        or restored one the store still calls paused (it is running now, ending its creation
+        ``timeout`` from now, as after an auto-resume)."""
         await asyncio.to_thread(self.snapshots.open)
         rows = await asyncio.to_thread(self._load_live)
         report = await self.driver.reconcile(known=[r.id for r in rows])
         kept = set(report.kept)
+        checkpoints = {}
         for row in rows:
-            if row.id in kept:
-                self._live[row.id] = row
+            if row.id not in kept:
+                continue
+            self._live[row.id] = row
+            info = await self.driver.info(sandbox_id=row.id)
+            if info.checkpoint is not None:
+                checkpoints[row.id] = info.checkpoint
+            held = {models.SandboxState.PAUSED: "paused", models.SandboxState.RUNNING: "running"}.get(info.state)
+            if held is not None and held != row.state:
+                logger.warning("lifecycle.reconcile %s: the store said %s, the runtime holds it %s",
+                               row.id, row.state, held)  # fmt: skip
+                if held == "running":
+                    self._running_again(row, "resume", row.timeout)
+                else:
+                    row.state = "paused"
+                await asyncio.to_thread(self._save_state, row)
         if report.missing:
             logger.warning(
                 "lifecycle.reconcile lost %d sandboxes: %s",
@@ -225,8 +247,10 @@ class SandboxManager:
                 "lifecycle.reconcile removed %d unowned sandboxes", len(report.removed)
             )
         # Checkpoints of sandboxes that are gone (killed while the server was down, or a
-        # crash between a kill and the removal of its checkpoints) are nobody's.
-        await self.snapshots.sweep(self._live)
+        # crash between a kill and the removal of its checkpoints), and every one a live
+        # sandbox is not paused in (half-written, spent by a resume, left by a fork) are
+        # nobody's.
+        await self.snapshots.sweep(self._live, checkpoints)
         self.changed.set()
         return report
 
@@ -525,17 +549,19 @@ class SandboxManager:
         return sbx
 
     async def connect(
-        self, team_id: str, sandbox_id: str, timeout: int | None = None
+        self, team_id: str, sandbox_id: str, timeout: int | None = None, *, memory: bool = True
     ) -> tuple[LiveSandbox, bool]:
         """The sandbox, running, and whether it was resumed for this.
 
         A running sandbox's end time moves to ``timeout`` from now if that is later (a
         connect never shortens a sandbox's life); a paused one is resumed and ends
-        ``timeout`` (the server's default when absent) from now.
+        ``timeout`` (the server's default when absent) from now. Without ``memory`` (the
+        e2b SDK's ``on_resume="reboot"``) a paused one is not restored but restarted: it
+        boots clean on its files, its checkpoint unused; a running one is left as it is.
         """
         sbx = self.get(team_id, sandbox_id)
         if sbx.state == "paused":
-            resumed = await self._resume(sbx, timeout)
+            resumed = await self._resume(sbx, timeout, memory=memory)
             if resumed:
                 return sbx, True
         end = _now() + timedelta(seconds=self._clamp_timeout(timeout))
@@ -545,18 +571,21 @@ class SandboxManager:
         return sbx, False
 
     async def resume(
-        self, team_id: str, sandbox_id: str, timeout: int | None = None
+        self, team_id: str, sandbox_id: str, timeout: int | None = None, *, memory: bool = True
     ) -> LiveSandbox:
-        """Resume a paused sandbox (E2B's older ``POST /sandboxes/{id}/resume``): 409 when it
-        is running."""
+        """Resume a paused sandbox (E2B's older ``POST /sandboxes/{id}/resume``), or without
+        ``memory`` restart it clean on its files (as `connect`): 409 when it is running."""
         sbx = self.get(team_id, sandbox_id)
-        if not await self._resume(sbx, timeout):
+        if not await self._resume(sbx, timeout, memory=memory):
             raise errors.Conflict(f"sandbox {sandbox_id!r} is already running")
         return sbx
 
-    async def _resume(self, sbx: LiveSandbox, timeout: int | None) -> bool:
-        """Restore a paused sandbox; False when it was running already."""
+    async def _resume(self, sbx: LiveSandbox, timeout: int | None, *, memory: bool = True) -> bool:
+        """Restore a paused sandbox (restart it, without ``memory``); False when it was
+        running already."""
         timeout = self._clamp_timeout(timeout)
+        if not memory:
+            return await self._restart(sbx, timeout, if_paused=True)
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
                 raise errors.SandboxNotFound(sbx.id)
@@ -573,8 +602,10 @@ class SandboxManager:
                 raise errors.RuntimeFailure(
                     f"resuming the sandbox failed (it stays paused): {exc}"
                 ) from exc
+            faults.crash_point("resume.committed")
             self._running_again(sbx, "resume", timeout)
             await asyncio.to_thread(self._save_state, sbx)
+            faults.crash_point("resume.recorded")
             # The checkpoint is spent: the processes run on from it.
             await asyncio.to_thread(self.snapshots.remove_checkpoints, sbx.id)
         self.changed.set()
@@ -633,6 +664,7 @@ class SandboxManager:
                 raise errors.RuntimeFailure(
                     f"pausing the sandbox failed (it goes on running): {exc}"
                 ) from exc
+            faults.crash_point("pause.stopped")
             self._targets.pop(sbx.id, None)
             self._cpu_samples.pop(sbx.id, None)
             sbx.state = "paused"
@@ -711,6 +743,7 @@ class SandboxManager:
             image = await asyncio.to_thread(self.snapshots.new_checkpoint_dir, parent.id, "fork")
             try:
                 await fork(sandbox_id=parent.id, children=specs, image_dir=image)
+                faults.crash_point("fork.copied")
             except runtime_errors.RuntimeDriverError as exc:
                 logger.exception("lifecycle.fork.failed %s", parent.id)
                 raise errors.RuntimeFailure(
@@ -777,6 +810,7 @@ class SandboxManager:
             snapshot_id, partial = await asyncio.to_thread(self.snapshots.new_snapshot_dir)
             try:
                 await take(sandbox_id=sbx.id, dest=partial, memory=memory)
+                faults.crash_point("snapshot.taken")
             except runtime_errors.RuntimeDriverError as exc:
                 logger.exception("lifecycle.snapshot.failed %s", sbx.id)
                 raise errors.RuntimeFailure(
@@ -811,7 +845,12 @@ class SandboxManager:
         files, with its template's current build; it ends ``timeout`` (the server's default)
         from now. When the boot fails the sandbox is ended: nothing is left half-running."""
         sbx = self.get(team_id, sandbox_id)
-        seconds = self._clamp_timeout(timeout)
+        await self._restart(sbx, self._clamp_timeout(timeout))
+        return sbx
+
+    async def _restart(self, sbx: LiveSandbox, seconds: int, *, if_paused: bool = False) -> bool:
+        """Boot a sandbox clean on its files (see `restart`); with ``if_paused``, only if it
+        is paused when its turn comes (False: it was running, and is left alone)."""
         restart = getattr(self.driver, "restart", None)
         if restart is None:
             raise errors.NotSupported("this runtime cannot restart sandboxes")
@@ -819,6 +858,8 @@ class SandboxManager:
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
                 raise errors.SandboxNotFound(sbx.id)
+            if if_paused and sbx.state != "paused":
+                return False
             try:
                 await restart(sandbox_id=sbx.id)
             except runtime_errors.TemplateNotFound as exc:
@@ -841,7 +882,7 @@ class SandboxManager:
             ) from failure
         self.changed.set()
         logger.info("lifecycle.restart.complete %s", sbx.id)
-        return sbx
+        return True
 
     async def metrics(self, team_id: str, sandbox_id: str) -> list[Metric]:
         """One point, now: CPU use since the previous call (or since the start), memory, disk."""

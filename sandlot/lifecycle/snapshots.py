@@ -14,7 +14,8 @@ and tags (``name:v3``) live only in the database: renaming never moves files.
 
 A named snapshot is made in ``named/<id>.partial`` and renamed into place once complete; its
 row is inserted after the rename. So a directory without a live row is nobody's (a crash, a
-delete), and `sweep` removes it at start.
+delete), and `sweep` removes it at start, with every checkpoint that is not the one a live
+sandbox is paused in (half-written by a killed pause or fork, or spent by a resume).
 
 Deleting a snapshot never touches the sandboxes made from it: each owns a copy of the disk, and
 a restored sandbox's memory is its own. A delete while a sandbox is being made from the snapshot
@@ -33,7 +34,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import AsyncIterator, Collection, Iterable
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from sandlot.lifecycle import errors, paging
+from sandlot.runtime import faults
 from sandlot.store import db
 from sandlot.store import models as store
 
@@ -139,14 +141,26 @@ class SnapshotStore:
     def path(self, snapshot_id: str) -> Path:
         return self.root / NAMED / snapshot_id
 
-    async def sweep(self, live_sandboxes: Collection[str]) -> None:
-        """At start: remove checkpoints of sandboxes that are gone and snapshot directories
-        without a live row (half-made, or deleted while in use when the server stopped); mark
-        the rows whose files are missing deleted."""
+    async def sweep(self, live_sandboxes: Collection[str], checkpoints: Mapping[str, Path]) -> None:
+        """At start: remove every checkpoint but those live sandboxes are paused in
+        (``checkpoints``, sandbox id to directory: the others are half-written, spent or
+        nobody's), and snapshot directories without a live row (half-made, or deleted while
+        in use when the server stopped); mark the rows whose files are missing deleted."""
         rows = await asyncio.to_thread(self._live_ids)
-        for entry in await asyncio.to_thread(lambda: list(self.root.iterdir())):
-            if entry.name != NAMED and entry.name not in live_sandboxes:
-                await asyncio.to_thread(shutil.rmtree, entry, True)
+
+        def checkpoints_of_nobody() -> builtins.list[Path]:
+            found = []
+            for entry in self.root.iterdir():
+                if entry.name == NAMED:
+                    continue
+                if entry.name not in live_sandboxes:
+                    found.append(entry)
+                else:
+                    found += [c for c in entry.iterdir() if c != checkpoints.get(entry.name)]
+            return found
+
+        for entry in await asyncio.to_thread(checkpoints_of_nobody):
+            await asyncio.to_thread(shutil.rmtree, entry, True)
         on_disk = set()
         for entry in await asyncio.to_thread(lambda: list((self.root / NAMED).iterdir())):
             if entry.name in rows and (entry / "manifest.json").exists():
@@ -183,6 +197,7 @@ class SnapshotStore:
                 }
                 await asyncio.to_thread(_write_manifest, partial, manifest)
                 await asyncio.to_thread(os.rename, partial, final)
+                faults.crash_point("snapshot.moved")
                 await asyncio.to_thread(self._insert, row)
             except BaseException:
                 await asyncio.to_thread(shutil.rmtree, partial, True)

@@ -161,6 +161,24 @@ def zombie_children(named: str | None = None) -> set[int]:
     return found
 
 
+def running_with(*args: bytes) -> set[int]:
+    """Processes (other than this one) whose command line holds ``args`` one after another."""
+    needle = b"\0" + b"\0".join(args) + b"\0"
+    me = os.getpid()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if needle in b"\0" + cmdline:
+            found.add(int(entry))
+    return found
+
+
 def reap(pids: set[int]) -> None:
     for pid in pids:
         try:

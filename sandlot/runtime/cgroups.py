@@ -1,12 +1,12 @@
 """A sandbox's cgroup on cgroups v1 and v2: usage figures, and what runner sandboxes change.
 
 runc creates, limits and removes the cgroup. This module reads its figures, finds leftovers,
-and does the few things a runner sandbox needs between two runs faster than a ``runc`` call
-(~10 ms of CPU each) could: freeze it to kill every process but init, reset the memory peak,
-and change the memory and CPU limits for one run. The layout is detected once: v2 when
-``/sys/fs/cgroup/cgroup.controllers`` exists (unified hierarchy), v1 otherwise (one hierarchy
-per controller, as on these hybrid machines, where the ``unified`` mount carries no
-controllers).
+and does the few things faster than a ``runc`` call (~10 ms of CPU each) could: freeze it to
+kill every process (all of them once a pause has dumped them; all but init between two runs
+of a runner sandbox), reset the memory peak, and change the memory and CPU limits for one run.
+The layout is detected once: v2 when ``/sys/fs/cgroup/cgroup.controllers`` exists (unified
+hierarchy), v1 otherwise (one hierarchy per controller, as on these hybrid machines, where the
+``unified`` mount carries no controllers).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CPU_PERIOD_US = 100_000
 """The CFS period of every sandbox (`sandlot.runtime.oci` hands it to runc): the CPU limit is
 a quota of cores times this."""
 
-__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "is_v2", "kill_all_but", "remove", "reset_peak", "set_limits", "usage"]
+__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "is_v2", "kill_all", "remove", "reset_peak", "set_limits", "usage"]
 
 ROOT = Path("/sys/fs/cgroup")
 # "systemd" (name=systemd) is not a controller, but runc makes the cgroup there too.
@@ -80,13 +80,20 @@ def _v1_memory(base: Path) -> int:
     return max(0, _int(base / "memory.usage_in_bytes") - int(stat.get("total_inactive_file", 0)))
 
 
-async def kill_all_but(path: str, keep: int, *, timeout: float = 5.0) -> None:
-    """SIGKILL every process of the cgroup but ``keep`` (its init), and wait until they are gone.
+async def kill_all(path: str, *, but: int | None = None, timeout: float = 5.0) -> None:
+    """SIGKILL every process of the cgroup, or every one but ``but`` (its init), and wait
+    until they are gone.
 
-    The cgroup is frozen first, so that a process forking as fast as it can (a fork bomb)
-    cannot make a child between the look at ``cgroup.procs`` and the kill: every process
-    then has SIGKILL pending when it is thawed, and dies before it runs another instruction.
-    Gone means reaped: the pids count drops to one once init has waited for them all.
+    The cgroup is frozen first (a checkpoint has frozen it already), so that a process forking
+    as fast as it can (a fork bomb) cannot make a child between the look at ``cgroup.procs``
+    and the kill: every process then has SIGKILL pending when it is thawed, and dies before it
+    runs another instruction. A pause relies on that: what CRIU dumped must be the last thing
+    its processes did, to memory and to disk.
+
+    With ``but``, gone means reaped: the pids count drops to one once init has waited for them
+    all (a runner sandbox's next run gets its whole pids limit). Without it, gone means exited:
+    ``cgroup.procs`` is empty, while the zombie of init waits for its parent (us, or whoever
+    adopted it after a restart) to reap it.
     """
     rel = path.lstrip("/")
     if is_v2():
@@ -95,7 +102,11 @@ async def kill_all_but(path: str, keep: int, *, timeout: float = 5.0) -> None:
     else:
         freeze, frozen, thawed = ROOT / "freezer" / rel / "freezer.state", "FROZEN", "THAWED"
         procs, pids = ROOT / "pids" / rel / "cgroup.procs", ROOT / "pids" / rel / "pids.current"
-    if _int(pids) <= 1:
+
+    def gone() -> bool:
+        return _int(pids) <= 1 if but is not None else not _read(procs).split()
+
+    if gone():
         return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -106,14 +117,14 @@ async def kill_all_but(path: str, keep: int, *, timeout: float = 5.0) -> None:
                 raise TimeoutError(f"cgroup {path} did not freeze in {timeout} s")
             await asyncio.sleep(0.001)
         for pid in _read(procs).split():
-            if int(pid) != keep:
+            if int(pid) != but:
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
                     pass
     finally:
         _write(freeze, thawed)
-    while _int(pids) > 1:
+    while not gone():
         if loop.time() > deadline:
             raise TimeoutError(f"cgroup {path} still holds {_int(pids)} tasks {timeout} s after SIGKILL")
         await asyncio.sleep(0.001)

@@ -7,6 +7,7 @@
   + TemplateNotFound
   + ProcessNotFound
   + ProcessStartError      (the program could not be executed: no such file, permission...)
+  + StreamClosed           (the driver ended a process's stream: a pause, fork, snapshot...)
 
 Drivers translate whatever fails below them (a runc exit status, an OSError from a mount) into
 one of these, keeping the cause: ``raise RuntimeDriverError(...) from exc``.
@@ -21,6 +22,7 @@ __all__ = [
     "SandboxExists",
     "SandboxNotFound",
     "SandboxStateError",
+    "StreamClosed",
     "TemplateNotFound",
 ]
 
@@ -63,3 +65,18 @@ class ProcessStartError(RuntimeDriverError):
     def __init__(self, message: str, errno: int) -> None:
         super().__init__(message)
         self.errno = errno
+
+
+class StreamClosed(RuntimeDriverError):
+    """The driver closed the stream of a process before it exited: the sandbox was paused,
+    forked, snapshotted, restarted or destroyed, and a stream cannot outlive a checkpoint
+    (its host end is outside what CRIU saves). A process that still runs can be attached to
+    again."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(
+            f"the stream of pid {pid} was ended by the server before the process exited: the "
+            "sandbox was paused, forked, snapshotted, restarted or killed (a stream does not "
+            "outlive a checkpoint); connect to the process again once the sandbox runs"
+        )
+        self.pid = pid

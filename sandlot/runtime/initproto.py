@@ -353,7 +353,7 @@ class InitProcess:
                 async for _ in chunks:
                     pass
             if self._exit is None:
-                raise errors.RuntimeDriverError(f"the stream of pid {self._pid} was closed before it exited")
+                raise errors.StreamClosed(self._pid)
         return self._exit
 
     async def _send(self, frame: bytes) -> None:

@@ -134,6 +134,9 @@ class SandboxInfo:
     """The sandbox's IPv4 address on its private link to the host."""
     init_pid: int
     """Host pid of the sandbox's PID 1, 0 when it is not running."""
+    checkpoint: Path | None = None
+    """The image directory a paused sandbox's processes are checkpointed in (the one given to
+    the driver's ``checkpoint``), so that whoever owns that store can tell it from leftovers."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,10 +17,11 @@ import struct
 
 from sandlot.runtime import errors
 
-__all__ = ["MS_NOATIME", "MS_NODEV", "MS_NOSUID", "loop_device", "mount", "unmount"]
+__all__ = ["MS_NOATIME", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "loop_device", "mount", "unmount"]
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
+MS_NOEXEC = 0x8
 MS_NOATIME = 0x400
 _MNT_DETACH = 0x2
 

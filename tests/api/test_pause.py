@@ -1,18 +1,21 @@
 """Pause with memory, resume and fork through the control plane, with real CRIU and runc,
-driven by the unmodified e2b SDK (2.63.0: `pause`, `connect` resuming, `fork`) and httpx
-where the SDK has no call (`POST /sandboxes/{id}/resume`)."""
+driven by the unmodified e2b SDK (2.63.0: `pause`, `connect` resuming or rebooting, `fork`)
+and httpx where the SDK has no call (`POST /sandboxes/{id}/resume`). What a daemon killed in
+the middle of them leaves is tests/api/test_crash.py's."""
 
 from __future__ import annotations
 
 import os
 import statistics
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from e2b import Sandbox
+from e2b import CommandHandle, PtySize, Sandbox
+from e2b.exceptions import SandboxException
 from e2b.sandbox.sandbox_api import SandboxQuery, SandboxState
 
 from sandlot.store import models
@@ -373,3 +376,111 @@ def test_boot_reports_how_processes_started(server: Server, cleanup: list[str]) 
             assert session.get(models.SandboxRecord, child).boot == "resume"  # type: ignore[union-attr]
     finally:
         database.close()
+
+
+def test_streams_end_cleanly_at_a_pause(server: Server, cleanup: list[str]) -> None:
+    """An attached command's output and a PTY cannot survive a checkpoint (their host ends are
+    outside what CRIU saves): at the pause each ends at once, with an error that says so (not
+    a hang, not a 500), and its process goes on; after the resume it can be attached to again
+    and is still printing."""
+    sbx = Sandbox.create(timeout=120)
+    cleanup.append(sbx.sandbox_id)
+    printer = sbx.commands.run("i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done", background=True)
+    terminal = sbx.pty.create(PtySize(rows=24, cols=80), timeout=0)
+    ended: dict[str, tuple[BaseException | None, float]] = {}
+
+    def follow(name: str, handle: CommandHandle) -> None:
+        try:
+            handle.wait(on_pty=lambda _: None)
+            ended[name] = (None, time.monotonic())
+        except Exception as exc:  # noqa: BLE001 - what the SDK raised is the result
+            ended[name] = (exc, time.monotonic())
+
+    followers = [threading.Thread(target=follow, args=item) for item in (("command", printer), ("pty", terminal))]
+    for thread in followers:
+        thread.start()
+    time.sleep(0.5)
+    assert sbx.pause() is True
+    paused_at = time.monotonic()
+    for thread in followers:
+        thread.join(15)
+    assert sorted(ended) == ["command", "pty"], "both streams ended"
+    for name, (exc, at) in ended.items():
+        assert isinstance(exc, SandboxException) and "does not outlive a checkpoint" in str(exc), (name, exc)
+        assert at - paused_at < 5, f"the {name} stream ended with the pause, not later"
+    Sandbox.connect(sbx.sandbox_id, timeout=60)
+    assert {p.pid for p in sbx.commands.list()} == {printer.pid, terminal.pid}, "the processes went on"
+    numbers: list[int] = []
+    again = sbx.commands.connect(printer.pid)
+    for stdout, _, _ in again:
+        numbers += [int(n) for n in (stdout or "").split()]
+        if len(numbers) >= 3:
+            break
+    again.disconnect()
+    assert numbers[0] > 3 and numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+
+
+def test_connect_without_memory_boots_clean(server: Server, cleanup: list[str]) -> None:
+    """The e2b SDK's ``connect(on_resume="reboot")`` sends ``memory: false``: a paused sandbox
+    boots clean on its files instead of being restored; a running one is left alone."""
+    sbx = Sandbox.create(timeout=60)
+    cleanup.append(sbx.sandbox_id)
+    counter.start_counter(sbx)
+    counter.count(sbx)
+    sbx.files.write("/home/user/kept.txt", "kept")
+    assert sbx.pause() is True
+    rebooted = Sandbox.connect(sbx.sandbox_id, timeout=120, on_resume="reboot")
+    with server.client() as client:
+        detail = client.get(f"/sandboxes/{sbx.sandbox_id}").json()
+    assert (detail["state"], detail["boot"]) == ("running", "clean")
+    assert abs((datetime.fromisoformat(detail["endAt"]) - datetime.now(UTC)).total_seconds() - 120) < 5
+    assert rebooted.commands.list() == [], "no process of the checkpoint runs"
+    assert rebooted.files.read("/home/user/kept.txt") == "kept"
+    assert _snapshots(server, sbx.sandbox_id) == [], "the checkpoint is not used again"
+    counter.start_counter(rebooted)
+    value = counter.count(rebooted)
+    Sandbox.connect(sbx.sandbox_id, on_resume="reboot")
+    assert counter.count(rebooted) > value, "a running sandbox is left as it is"
+    # The older resume route takes the same key (a sandlot extension there).
+    assert rebooted.pause() is True
+    with server.client() as client:
+        answer = client.post(f"/sandboxes/{sbx.sandbox_id}/resume", json={"memory": False})
+        assert answer.status_code == 201, answer.text
+        assert client.get(f"/sandboxes/{sbx.sandbox_id}").json()["boot"] == "clean"
+        assert client.post(f"/sandboxes/{sbx.sandbox_id}/resume", json={"memory": False}).status_code == 409
+    assert rebooted.commands.list() == []
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "manifest"])
+def test_a_damaged_checkpoint_is_refused_and_the_sandbox_stays_paused(
+    server: Server, cleanup: list[str], damage: str
+) -> None:
+    """Every image is checked against the manifest written at the pause before CRIU reads
+    it: a damaged one is a clear error naming the file, the sandbox stays paused, and once
+    the damage is undone it resumes with its memory."""
+    sbx = Sandbox.create(timeout=60)
+    cleanup.append(sbx.sandbox_id)
+    counter.start_counter(sbx)
+    before = counter.count(sbx)
+    assert sbx.pause() is True
+    [checkpoint] = _snapshots(server, sbx.sandbox_id)
+    pages = max(checkpoint.glob("pages-*.img"), key=lambda p: p.stat().st_size)
+    victim = {"flip": pages, "truncate": pages, "manifest": checkpoint / "manifest.json"}[damage]
+    original = victim.read_bytes()
+    if damage == "flip":
+        victim.write_bytes(original[:4096] + bytes([original[4096] ^ 1]) + original[4097:])
+    elif damage == "truncate":
+        victim.write_bytes(original[: len(original) // 2])
+    else:
+        victim.unlink()
+    with server.client() as client:
+        answer = client.post(f"/sandboxes/{sbx.sandbox_id}/connect", json={})
+        assert answer.status_code == 500, answer.text
+        message = answer.json()["message"]
+        assert "stays paused" in message
+        assert (victim.name if damage != "manifest" else "no readable manifest") in message, message
+        assert client.get(f"/sandboxes/{sbx.sandbox_id}").json()["state"] == "paused"
+    victim.write_bytes(original)
+    victim.chmod(0o644 if damage != "manifest" else 0o600)
+    Sandbox.connect(sbx.sandbox_id, timeout=60)
+    assert counter.count(sbx) > before

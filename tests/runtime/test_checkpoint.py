@@ -285,3 +285,23 @@ def _lowerdir(driver: RuncDriver, sandbox_id: str) -> str:
             if fields[4] == root:
                 return fields[-1]
     raise AssertionError(f"{root} is not mounted")
+
+
+async def test_criu_build_caches_probes_and_skips_empty_tmpfs(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
+) -> None:
+    """What scripts/build-criu's recipe buys: CRIU's kerndat cache lives on the tmpfs the
+    driver keeps mounted (no stale criu.kdat.tmp blocks it), the empty tmpfs mounts of a
+    sandbox (runc's masked directories) are dumped as empty images with no tar run, and the
+    others as plain tar, which a restore reads back."""
+    rundir = driver.settings.cache_dir / "criu" / "run"
+    sid = await make_sandbox()
+    await driver.checkpoint(sandbox_id=sid, image_dir=images / "cp")
+    assert os.path.ismount(rundir)
+    assert (rundir / "criu.kdat").stat().st_size > 0 and not (rundir / "criu.kdat.tmp").exists()
+    tmpfs = sorted((images / "cp").glob("tmpfs-dev-*.img"))
+    empty = [p for p in tmpfs if p.stat().st_size == 0]
+    assert len(empty) >= 3, f"the masked directories' tmpfs images: {[(p.name, p.stat().st_size) for p in tmpfs]}"
+    assert all(p.read_bytes()[:2] != b"\x1f\x8b" for p in tmpfs), "no gzip"
+    await driver.restore(sandbox_id=sid)
+    assert (await run(driver, sid, "ls", "/dev/null", "/dev/shm")).exit.ok
