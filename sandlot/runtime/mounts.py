@@ -17,12 +17,15 @@ import struct
 
 from sandlot.runtime import errors
 
-__all__ = ["MS_NOATIME", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "loop_device", "mount", "unmount"]
+__all__ = ["MS_NOATIME", "MS_NODEV", "MS_NOEXEC", "MS_NOSUID", "loop_device", "mount", "remount", "unmount"]
 
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
 MS_NOATIME = 0x400
+_MS_REMOUNT = 0x20
+_MOUNT_FLAGS = {"ro": 0x1, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
+                "nodiratime": 0x800, "relatime": 0x200000, "strictatime": 0x1000000}  # fmt: skip
 _MNT_DETACH = 0x2
 
 _LOOP_CTL_GET_FREE = 0x4C82
@@ -46,6 +49,17 @@ def _fail(what: str) -> errors.RuntimeDriverError:
 def mount(source: str, target: str | os.PathLike[str], fstype: str, *, flags: int = 0, options: str = "") -> None:
     if _libc.mount(source.encode(), os.fsencode(target), fstype.encode(), flags, options.encode()) != 0:
         raise _fail(f"mount {fstype} on {os.fspath(target)}")
+
+
+def remount(target: str | os.PathLike[str], mount_options: str, fs_options: str) -> None:
+    """Change the options of what is mounted on ``target``, as /proc/self/mountinfo spells
+    them: ``mount_options`` (nosuid, relatime...) and ``fs_options``. All of them: one left
+    out goes back to its default."""
+    flags = _MS_REMOUNT
+    for option in mount_options.split(","):
+        flags |= _MOUNT_FLAGS.get(option, 0)
+    if _libc.mount(None, os.fsencode(target), None, flags, fs_options.encode()) != 0:
+        raise _fail(f"remount {os.fspath(target)} with {fs_options}")
 
 
 def unmount(target: str | os.PathLike[str]) -> None:

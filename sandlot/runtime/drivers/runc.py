@@ -209,6 +209,7 @@ class RuncDriver:
             _check_traversable(self._sandboxes_dir)
         self._init_binary = str(initbin.ensure_init_binary(self.settings.cache_dir))
         _keep_kerndat_tmpfs(self.settings.cache_dir / "criu")
+        cgroups.favor_dynamic_moves()
         for entry in sorted(self._sandboxes_dir.iterdir()):
             try:
                 sbx = _Sandbox.from_json(json.loads((entry / "state.json").read_text()))
