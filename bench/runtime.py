@@ -1,7 +1,10 @@
 """Runtime benchmark: sandbox create -> first process exited -> destroy, and exec of `true`.
 
 Beside them, in the same run, the floors: a raw `runc run /bin/true` on the same template
-rootfs (no overlay, disk, network or init) and a raw fork/exec of `true`.
+rootfs (no overlay, disk, network or init) and a raw fork/exec of `true`. And one step that
+every create, restore and fork makes: moving a new process into a cgroup after a quiet spell,
+which waits for an RCU grace period unless the kernel favours dynamic moves
+(`sandlot.runtime.cgroups.favor_dynamic_moves`; the driver turns that on).
 
     sudo .venv/bin/python bench/runtime.py [--runs 50] [--exec-runs 200]
 """
@@ -24,7 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sandlot.config import Settings
-from sandlot.runtime import models
+from sandlot.runtime import cgroups, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
 
@@ -78,6 +81,25 @@ def raw_fork_exec(runs: int) -> list[float]:
         pid = os.posix_spawn(true, [true], os.environ)
         os.waitpid(pid, 0)
         samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def cgroup_moves(runs: int) -> list[float]:
+    """Write a new process's pid into a fresh cgroup's ``cgroup.procs``, 200 ms after the last
+    move (the grace period the first move of a burst waits for is what this catches)."""
+    group = Path("/sys/fs/cgroup") / ("" if cgroups.is_v2() else "pids") / f"sandlot-bench-{os.getpid()}"
+    group.mkdir()
+    samples = []
+    try:
+        for _ in range(runs):
+            time.sleep(0.2)
+            with subprocess.Popen(["sleep", "10"]) as child:
+                started = time.perf_counter()
+                (group / "cgroup.procs").write_text(str(child.pid))
+                samples.append((time.perf_counter() - started) * 1000)
+                child.kill()
+    finally:
+        group.rmdir()
     return samples
 
 
@@ -137,11 +159,13 @@ def main() -> None:
     figures = asyncio.run(sandlot_figures(args.runs, args.exec_runs))
     runc = Figure("raw `runc run /bin/true`", raw_runc(rootfs, args.runs))
     fork = Figure("raw fork/exec of `true`", raw_fork_exec(args.exec_runs))
+    favoured = cgroups.favor_dynamic_moves()
+    moves = Figure(f"first cgroup move of a burst ({'favordynmods' if favoured else 'default lock'})", cgroup_moves(30))
 
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
           f"kernel {platform.release()}")  # fmt: skip
     print(f"{'what':48} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}")
-    for f in [runc, fork, *figures]:
+    for f in [runc, fork, moves, *figures]:
         print(f"{f.name:48} {len(f.samples):5} {f.p50:8.2f} {f.p99:8.2f}")
     first = next(f for f in figures if "first" in f.name)
     execs = figures[-1]
