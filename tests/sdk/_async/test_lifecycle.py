@@ -7,29 +7,10 @@ import pytest
 from sandlot import AsyncSandbox
 from sandlot.sdk import _synchronization, exceptions
 from tests import conftest
+from tests.runtime.test_checkpoint import COUNTER  # a count in memory only, served on :8080
 from tests.sdk.servers import SdkServer
 
 pytestmark = [pytest.mark.slow, conftest.needs_criu]
-
-# A count that exists only in the process's memory, served on :8080 inside the sandbox: a
-# sandbox that came back from its files alone would have no server, or a count from zero.
-COUNTER = """
-import http.server, threading, time
-count = 0
-def tick():
-    global count
-    while True:
-        count += 1
-        time.sleep(0.01)
-threading.Thread(target=tick, daemon=True).start()
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = str(count).encode()
-        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", 8080), H).serve_forever()
-"""
 
 
 async def _start_counter(sbx: AsyncSandbox) -> None:
