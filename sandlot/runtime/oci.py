@@ -82,8 +82,9 @@ def bundle_config(
     hostname: str,
     env: Mapping[str, str],
     limits: models.Limits,
-    network_hook: list[str],
+    network_hook: list[str] | None,
     cgroups_path: str,
+    criu_config: Path,
     init_binary: str,
     userns_base: int | None,
     nofile: int,
@@ -92,7 +93,10 @@ def bundle_config(
 ) -> dict[str, Any]:
     """The config.json of a sandbox whose rootfs is mounted at ``<bundle>/rootfs``.
 
-    With ``scratch`` (the host directory holding a runner sandbox's scratch space) the root is
+    ``network_hook`` wires the veth once the namespaces exist; a restore leaves it out and
+    wires the sandbox after CRIU (so no packet meets a half-restored socket). ``criu_config``
+    is the file of CRIU options runc hands to CRIU at checkpoint and restore. With
+    ``scratch`` (the host directory holding a runner sandbox's scratch space) the root is
     read-only, privileges cannot be gained, and `SCRATCH_DIRS` plus ``workdir`` are bound from
     it.
     """
@@ -128,8 +132,10 @@ def bundle_config(
         "root": {"path": "rootfs", "readonly": scratch is not None},
         "hostname": hostname,
         "mounts": _mounts(init_binary, scratch, workdir),
-        # Runs in the host's namespaces once the sandbox's exist, at create and at restore.
-        "hooks": {"createRuntime": [{"path": init_binary, "args": ["sandlot-init", *network_hook]}]},
+        # Runs in the host's namespaces once the sandbox's exist.
+        "hooks": {"createRuntime": [{"path": init_binary, "args": ["sandlot-init", *network_hook]}]}
+        if network_hook is not None else {},
+        "annotations": {"org.criu.config": str(criu_config)},
         "linux": linux,
     }
 

@@ -19,6 +19,13 @@ def new_id() -> str:
     return f"sb-{os.getpid()}-{next(_ids)}"
 
 
+def cgroup2_mount() -> tuple[str, str, str]:
+    """Where cgroup2 is mounted, its mount options and its own options."""
+    with open("/proc/self/mountinfo") as f:
+        fields, rest = next(line.split(" - ", 1) for line in f if " - cgroup2 " in line)
+    return fields.split()[4], fields.split()[5], rest.split()[2]
+
+
 @dataclasses.dataclass
 class Result:
     exit: models.ExitStatus

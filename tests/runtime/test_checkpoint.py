@@ -16,7 +16,7 @@ from sandlot.runtime import errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
 from tests import conftest
-from tests.runtime.conftest import SandboxFactory, run
+from tests.runtime.conftest import SandboxFactory, cgroup2_mount, run
 
 pytestmark = conftest.needs_criu
 
@@ -305,3 +305,24 @@ async def test_criu_build_caches_probes_and_skips_empty_tmpfs(
     assert all(p.read_bytes()[:2] != b"\x1f\x8b" for p in tmpfs), "no gzip"
     await driver.restore(sandbox_id=sid)
     assert (await run(driver, sid, "ls", "/dev/null", "/dev/shm")).exit.ok
+
+
+async def test_criu_leaves_the_hosts_cgroup_mounts_alone(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
+) -> None:
+    """Left to itself, CRIU mounts every cgroup hierarchy afresh for each dump and restore,
+    and its plain cgroup2 mount takes the driver's ``favordynmods`` off the host's (it is
+    the same superblock), after which every cgroup move waits for a grace period again. The
+    driver hands CRIU a yard of the host's own mounts instead, through the bundle's CRIU
+    config: the host's options are the same after a pause, a resume and a fork."""
+    sid = await make_sandbox()
+    before = cgroup2_mount()
+    assert "favordynmods" in before[2].split(","), "the driver turned it on when it opened"
+    await driver.checkpoint(sandbox_id=sid, image_dir=images / "cp")
+    await driver.restore(sandbox_id=sid)
+    [child] = await driver.fork(sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=f"{sid}-f")], image_dir=images / "f")
+    try:
+        assert cgroup2_mount() == before
+        assert (await run(driver, child.sandbox_id, "true")).exit.ok
+    finally:
+        await driver.destroy(sandbox_id=child.sandbox_id)

@@ -17,7 +17,7 @@ from sandlot.runtime import _utils, base, errors, models, mounts
 from sandlot.runtime.drivers.runc import RuncDriver
 
 from tests.conftest import census, test_settings
-from tests.runtime.conftest import SandboxFactory, collect, new_id, run
+from tests.runtime.conftest import SandboxFactory, cgroup2_mount, collect, new_id, run
 
 
 async def test_create_run_echo_destroy(driver: RuncDriver) -> None:
@@ -243,25 +243,18 @@ async def test_orphans_handed_to_the_driver_are_reaped(driver: RuncDriver) -> No
     assert orphan not in _utils.zombie_children()
 
 
-def _cgroup2_mount() -> tuple[str, str, str]:
-    """Where cgroup2 is mounted, its mount options and its own options."""
-    with open("/proc/self/mountinfo") as f:
-        fields, rest = next(line.split(" - ", 1) for line in f if " - cgroup2 " in line)
-    return fields.split()[4], fields.split()[5], rest.split()[2]
-
-
 async def test_opening_a_driver_makes_cgroup_moves_cheap(data_root: Path) -> None:
     """The driver turns favordynmods on for the host's cgroup2 mount and changes nothing else
     of it (a remount that forgot nosuid would take it away). The lock mode it selects is the
     whole kernel's, and here it stayed on after the option was taken away again, so the speed
     itself is not what this asserts: BENCHMARKS.md has the figures."""
-    target, mount_options, options = _cgroup2_mount()
+    target, mount_options, options = cgroup2_mount()
     without = ",".join(o for o in options.split(",") if o != "favordynmods")
     mounts.remount(target, mount_options, without)
-    assert "favordynmods" not in _cgroup2_mount()[2].split(",")
+    assert "favordynmods" not in cgroup2_mount()[2].split(",")
     try:
         async with RuncDriver(test_settings(data_root / "dynmods", f"t{os.getpid()}d")):
-            after = _cgroup2_mount()
+            after = cgroup2_mount()
         assert after[:2] == (target, mount_options)
         assert sorted(after[2].split(",")) == sorted([*without.split(","), "favordynmods"])
     finally:
