@@ -123,12 +123,13 @@ class Phases:
 
 
 def instrument(driver: RuncDriver, phases: Phases) -> None:
-    phases.wrap_async(driver, "_criu", lambda command, *a, **k: f"runc {command} (CRIU)")
+    phases.wrap_async(driver, "_criu_run", lambda argv, **k: f"{k['what']} (CRIU)")
     phases.wrap_async(driver, "_runc_cmd", lambda *a: f"runc {a[0]}")
     phases.wrap_async(runc_module, "_wait_init_quiet", lambda *a, **k: "wait for init's connections to close")
     phases.wrap_sync(driver, "_frozen", "read freezer.state")
     phases.wrap_async(driver.network, "remove_device", lambda *a, **k: "network: remove veth")
     phases.wrap_async(driver.network, "apply", lambda *a, **k: "network: apply rules")
+    phases.wrap_async(driver, "_wire", lambda *a, **k: "network: wire a veth (init's hook)")
     phases.wrap_async(disk, "unmount", lambda *a, **k: "unmount disk (waits for loop device)")
     phases.wrap_sync(disk, "mount", "mount disk (loop)")
     phases.wrap_sync(mounts, "mount", lambda *a, **k: "mount overlay" if a[0] == "overlay" else "  mount (inside mount disk)")

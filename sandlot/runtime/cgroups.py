@@ -27,7 +27,7 @@ CPU_PERIOD_US = 100_000
 """The CFS period of every sandbox (`sandlot.runtime.oci` hands it to runc): the CPU limit is
 a quota of cores times this."""
 
-__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "criu_yard", "favor_dynamic_moves", "is_v2", "kill_all", "remove", "reset_peak", "set_limits", "usage"]
+__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "criu_yard", "favor_dynamic_moves", "is_v2", "kill_all", "remove", "reset_peak", "set_limits", "thaw", "usage"]
 
 ROOT = Path("/sys/fs/cgroup")
 # "systemd" (name=systemd) is not a controller, but runc makes the cgroup there too.
@@ -156,11 +156,10 @@ async def kill_all(path: str, *, but: int | None = None, timeout: float = 5.0) -
     adopted it after a restart) to reap it.
     """
     rel = path.lstrip("/")
+    freeze, frozen, thawed = _freezer(path)
     if is_v2():
-        freeze, frozen, thawed = ROOT / rel / "cgroup.freeze", "1", "0"
         procs, pids = ROOT / rel / "cgroup.procs", ROOT / rel / "pids.current"
     else:
-        freeze, frozen, thawed = ROOT / "freezer" / rel / "freezer.state", "FROZEN", "THAWED"
         procs, pids = ROOT / "pids" / rel / "cgroup.procs", ROOT / "pids" / rel / "pids.current"
 
     def gone() -> bool:
@@ -188,6 +187,20 @@ async def kill_all(path: str, *, but: int | None = None, timeout: float = 5.0) -
         if loop.time() > deadline:
             raise TimeoutError(f"cgroup {path} still holds {_int(pids)} tasks {timeout} s after SIGKILL")
         await asyncio.sleep(0.001)
+
+
+def thaw(path: str) -> None:
+    """Let the processes of a frozen cgroup run again."""
+    freeze, _, thawed = _freezer(path)
+    _write(freeze, thawed)
+
+
+def _freezer(path: str) -> tuple[Path, str, str]:
+    """The file that freezes the cgroup ``path``, and what to write to it to freeze and thaw."""
+    rel = path.lstrip("/")
+    if is_v2():
+        return ROOT / rel / "cgroup.freeze", "1", "0"
+    return ROOT / "freezer" / rel / "freezer.state", "FROZEN", "THAWED"
 
 
 def _is_frozen(freeze: Path) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandlot.runtime import errors, models
+from sandlot.runtime import cgroups, errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 
 from tests import conftest
@@ -326,3 +326,31 @@ async def test_criu_leaves_the_hosts_cgroup_mounts_alone(
         assert (await run(driver, child.sandbox_id, "true")).exit.ok
     finally:
         await driver.destroy(sandbox_id=child.sandbox_id)
+
+
+def _limit_files(driver: RuncDriver, sandbox_id: str) -> dict[str, str]:
+    names = {"memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "cpu.cfs_quota_us", "pids.max",
+             "devices.list", "memory.max", "memory.swap.max", "cpu.max"}  # fmt: skip
+    return {
+        f"{d.parent.name}/{f.name}": f.read_text()
+        for d in cgroups.cgroup_dirs(f"/sandlot-{driver.settings.instance}/{sandbox_id}")
+        for f in d.iterdir()
+        if f.name in names
+    }
+
+
+async def test_a_resume_keeps_the_limits_the_sandbox_had(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
+) -> None:
+    """A sandbox resumed from its own checkpoint is restored by CRIU alone, which makes its
+    cgroup from the images rather than from config.json: the limits changed while it ran
+    and the device rules are the ones it had, and it is not left frozen."""
+    sid = await make_sandbox()
+    await driver.update(sandbox_id=sid, limits=models.Limits(memory_mb=300, cpu_cores=0.5, pids=100))
+    before = _limit_files(driver, sid)
+    assert any("300" in v or str(300 * 2**20) in v for v in before.values()), before
+    for i in range(2):
+        await driver.checkpoint(sandbox_id=sid, image_dir=images / f"cp{i}")
+        await driver.restore(sandbox_id=sid)
+        assert _limit_files(driver, sid) == before
+        assert (await run(driver, sid, "true")).exit.ok
