@@ -132,7 +132,10 @@ async def test_users_env_cwd_and_sandbox_basics(driver: RuncDriver, make_sandbox
 async def test_pause_freezes_and_resume_continues(driver: RuncDriver, sandbox: str) -> None:
     counter = await driver.start(
         sandbox_id=sandbox,
-        process=models.ProcessSpec(["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; sleep 0.02; done"]),
+        # Written aside and renamed: a read from the host never meets a file truncated to be written.
+        process=models.ProcessSpec(
+            ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n.new; mv /tmp/n.new /tmp/n; sleep 0.02; done"]
+        ),
     )
     await asyncio.sleep(0.3)
     await driver.pause(sandbox_id=sandbox)
