@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from sandlot.runtime import errors
 
@@ -143,21 +143,28 @@ async def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def zombie_children(named: str | None = None) -> set[int]:
-    """Our children that have exited and wait to be reaped (only those called ``named``)."""
-    me = os.getpid()
-    found = set()
+def _proc_files(name: str) -> Iterator[tuple[int, bytes]]:
+    """Each live process's pid with the contents of its ``/proc/<pid>/<name>`` (those that
+    exit while being read are left out)."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
+            with open(f"/proc/{entry}/{name}", "rb") as f:
+                data = f.read()
         except OSError:
             continue
+        yield int(entry), data
+
+
+def zombie_children(named: str | None = None) -> set[int]:
+    """Our children that have exited and wait to be reaped (only those called ``named``)."""
+    me = os.getpid()
+    found = set()
+    for pid, stat in _proc_files("stat"):
         name, fields = stat[stat.index(b"(") + 1 : stat.rindex(b")")], stat.rsplit(b")", 1)[1].split()
         if fields[0] == b"Z" and int(fields[1]) == me and (named is None or name == named.encode()):
-            found.add(int(entry))
+            found.add(pid)
     return found
 
 
@@ -165,18 +172,7 @@ def running_with(*args: bytes) -> set[int]:
     """Processes (other than this one) whose command line holds ``args`` one after another."""
     needle = b"\0" + b"\0".join(args) + b"\0"
     me = os.getpid()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == me:
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if needle in b"\0" + cmdline:
-            found.add(int(entry))
-    return found
+    return {pid for pid, cmdline in _proc_files("cmdline") if pid != me and needle in b"\0" + cmdline}
 
 
 def reap(pids: set[int]) -> None:
