@@ -159,7 +159,7 @@ def _reap_sandbox_inits() -> None:
     second server has killed them (every sandbox process of the test is gone by then)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        _utils.reap(_utils.zombie_children())
+        _utils.reap_orphans_now()
         if not any(_utils.zombie_children()) and not _children_named("init"):
             return
         time.sleep(0.05)
