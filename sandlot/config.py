@@ -44,6 +44,9 @@ class RuntimeSettings:
     userns_base: int = 100000
     """First host uid of the 65536 that sandboxes' uids 0..65535 map to; templates are built
     owned by this range."""
+    criu_timeout: float = 120.0
+    """Seconds a checkpoint or restore may take before CRIU is killed and the operation fails
+    (the sandbox stays as it was: running, or paused on its checkpoint)."""
 
     @property
     def templates_dir(self) -> Path:

@@ -115,7 +115,9 @@ they and everything below them are not a test's leak. Their own fixtures census 
 
 
 def _descendants() -> frozenset[str]:
-    """Processes below this one (pid and command), zombies included, except `HELPERS`' trees."""
+    """Processes below this one (pid and command), zombies included, except `HELPERS`' trees
+    and the host commands of this process's driver still at work (a spare disk's mkfs): those
+    are reaped when the event loop runs again, which between tests it does not."""
     children: dict[int, list[int]] = {}
     names = {}
     for entry in os.listdir("/proc"):
@@ -133,8 +135,8 @@ def _descendants() -> frozenset[str]:
     found, todo = set(), [os.getpid()]
     while todo:
         for child in children.get(todo.pop(), []):
-            if child in HELPERS:
-                continue
+            if child in HELPERS or child in _utils._WAITED:
+                continue  # a helper, or a host command this process's driver waits for
             found.add(f"{child} {names[child]}")
             todo.append(child)
     return frozenset(found)
@@ -175,7 +177,7 @@ def no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         # Once a driver has made this process a subreaper, it inherits the orphans of every
         # test, such as a dpkg left by a deliberately interrupted template build; outside
         # tests those go to the host's init. Nothing of such a test is still being waited for.
-        _utils.reap(_utils.zombie_children())
+        _utils.reap_orphans_now()
         return
     d: RuncDriver = request.getfixturevalue("driver")
     before = census(d)

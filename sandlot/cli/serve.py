@@ -2,7 +2,8 @@
 
 On the first start it makes a team and an API key and writes the key to ``<data_dir>/api-key``
 (mode 0600: only root reads it); later starts print where it is. uvicorn runs the app and turns
-SIGTERM and Ctrl-C into a clean shutdown (the sandboxes keep running; see `sandlot.api.app`).
+SIGTERM and Ctrl-C into a clean shutdown (the sandboxes keep running; see `sandlot.api.app`),
+which has `SHUTDOWN_DEADLINE` seconds to finish.
 
 The server's modules (FastAPI, SQLAlchemy, uvicorn: most of a second to import) are imported
 when a command needs them, not with this module: every ``sandlot`` command imports it, and
@@ -15,7 +16,9 @@ import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -26,6 +29,13 @@ from sandlot.config import Settings
 __all__ = ["serve", "settings_for"]
 
 errors = Console(stderr=True)
+
+GRACE = 5.0
+"""Seconds requests under way get to finish after SIGTERM before uvicorn cancels them."""
+SHUTDOWN_DEADLINE = 9.0
+"""Seconds from SIGTERM to the process's exit, whatever is still at work then. Leaving at
+once is safe: every operation survives a SIGKILL at any point (the next start reconciles),
+and a server an operator cannot stop is worse than one that stops mid-operation."""
 
 DataDir = Annotated[
     Path | None,
@@ -100,7 +110,7 @@ def serve(
     # uvicorn turns SIGTERM into a graceful shutdown, then raises the signal again once done:
     # this handler makes that last step an exit with status 0.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    uvicorn.run(
+    config = uvicorn.Config(
         server_app.create_app(settings),
         host=server.host,
         port=server.port,
@@ -109,5 +119,31 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACE,
     )
+    uvicorn_server = uvicorn.Server(config)
+    graceful = uvicorn_server.handle_exit
+
+    def handle_exit(sig: int, frame: FrameType | None) -> None:
+        _exit_after(SHUTDOWN_DEADLINE)
+        graceful(sig, frame)
+
+    uvicorn_server.handle_exit = handle_exit  # type: ignore[method-assign]
+    uvicorn_server.run()
+
+
+def _exit_after(seconds: float) -> None:
+    """End the process ``seconds`` from now if it has not ended by then (armed once)."""
+    if any(t.name == "sandlot-exit-deadline" for t in threading.enumerate()):
+        return
+
+    def leave() -> None:
+        logging.getLogger("sandlot").warning(
+            "server.stop still at work %.0f s after the signal: exiting now (the next start reconciles)", seconds
+        )
+        logging.shutdown()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, leave)
+    timer.name, timer.daemon = "sandlot-exit-deadline", True
+    timer.start()

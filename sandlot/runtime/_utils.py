@@ -1,16 +1,33 @@
-"""Running host commands (runc, ip, nft, mkfs) from async code, with one error type and logs."""
+"""Running host commands (runc, ip, nft, mkfs, criu) from async code, with one error type,
+deadlines and logs, and reaping the orphans a subreaper inherits without stealing anybody's
+exit status.
+
+Every child this process starts is spawned here with `os.posix_spawn` and registered in
+`_WAITED` in the same step, before any other coroutine can run; its waiter reaps it through a
+pidfd (`wait_pid`). The orphan reapers (`reap_orphans`, `reap_orphans_now`) take only zombies
+outside that set. One waiter per pid, and nobody else: asyncio's child watchers are never
+involved, so a concurrent `waitpid` cannot take a status its owner waits for. (uvloop's
+watcher, when another reaper took its child's status, waits for ever.)
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import signal
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 from sandlot.runtime import errors
 
 logger = logging.getLogger("sandlot.runtime")
+
+COMMAND_TIMEOUT = 60.0
+"""Seconds a host command may run before it is killed (`run`'s default deadline)."""
+
+_WAITED: set[int] = set()
+"""Our children that a coroutine of this process waits for: never an orphan to reap."""
 
 
 class CommandError(errors.RuntimeDriverError):
@@ -23,43 +40,94 @@ class CommandError(errors.RuntimeDriverError):
         self.stderr = stderr
 
 
+class CommandTimeout(errors.RuntimeDriverError):
+    """A host command outlived its deadline and was killed."""
+
+    def __init__(self, argv: Sequence[str], timeout: float) -> None:
+        super().__init__(f"{os.path.basename(argv[0])} {' '.join(argv[1:3])}... took over {timeout:g} s and was killed")
+        self.argv = list(argv)
+        self.timeout = timeout
+
+
 async def run(
     *argv: str | os.PathLike[str],
     input: bytes | None = None,
-    pass_fds: Sequence[int] = (),
+    fds: Mapping[int, int] | None = None,
+    output: int | None = None,
     check: bool = True,
+    timeout: float = COMMAND_TIMEOUT,
 ) -> str:
-    """Run ``argv`` to completion and return its stdout; raise `CommandError` when it fails.
+    """Run ``argv`` to completion and return its stdout; raise `CommandError` when it fails,
+    `CommandTimeout` (once it is killed and reaped) when it runs past ``timeout`` seconds.
 
-    stdin is /dev/null unless ``input`` is given, so no command ever waits on a terminal.
+    stdin is ``input`` (from a memfd, so nothing has to feed a pipe), else /dev/null, so no
+    command ever waits on a terminal. ``fds`` puts our fds at the child's numbers (runc's
+    ``--preserve-fds`` wants them at 3, 4, ...). With ``output``, an fd, the command's stdout
+    and stderr both go there (a file: a restored tree may hold a pipe open for ever) and ""
+    is returned. A cancelled caller never leaves the command running.
     """
     args = [os.fspath(a) for a in argv]
     name = os.path.basename(args[0])
     started = time.perf_counter()
+    pipes = None if output is not None else (os.pipe(), os.pipe())
+    stdin = {0: _memfd(input)} if input is not None else {}
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            pass_fds=pass_fds,
-        )
-    except OSError as exc:
-        raise errors.RuntimeDriverError(f"cannot run {name}: {exc}") from exc
+        out, err = (output, output) if pipes is None else (pipes[0][1], pipes[1][1])
+        pid = spawn(args, fds={**stdin, 1: out, 2: err, **(fds or {})})
+    finally:
+        for fd in [*stdin.values(), *(w for _, w in pipes or ())]:
+            os.close(fd)
+    # The output is read while the command runs (a full pipe would stop it), and `finish` is
+    # awaited here, not in a task, so that a cancelled caller returns only once it is reaped.
+    readers = asyncio.gather(*(_read_all(r) for r, _ in pipes or ()))
     try:
-        stdout, stderr = await proc.communicate(input)
-    except asyncio.CancelledError:
-        # Never leave a half-done host command running behind a cancelled caller.
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
+        code = await finish(pid, args, timeout)
+        stdout, stderr = await readers if pipes is not None else (b"", b"")
+    finally:
+        readers.cancel()
+        await asyncio.gather(readers, return_exceptions=True)
+        for r, _ in pipes or ():
+            os.close(r)
     elapsed = (time.perf_counter() - started) * 1000
-    if proc.returncode != 0 and check:
+    if code != 0 and check:
         logger.debug("%s.failed in %.1f ms: %s", name, elapsed, args)
-        raise CommandError(args, proc.returncode or 0, stderr.decode(errors="replace"))
+        raise CommandError(args, code, stderr.decode(errors="replace"))
     logger.debug("%s.complete in %.1f ms: %s", name, elapsed, args[1:4])
     return stdout.decode(errors="replace")
+
+
+def spawn(argv: Sequence[str], *, fds: Mapping[int, int]) -> int:
+    """Start ``argv`` with ``fds`` (the child's fd -> ours) in place, stdin /dev/null unless
+    ``fds`` names fd 0, and claim it for our own waiter: the caller must `finish` it.
+
+    The command leads a process group of its own, so that killing it takes the helpers it
+    started too (runc's ``criu swrk``), and a terminal's Ctrl-C reaches only the server."""
+    devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        actions = [(os.POSIX_SPAWN_DUP2, ours, target) for target, ours in {0: devnull, **fds}.items()]
+        pid = os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions, setpgroup=0)
+    except OSError as exc:
+        raise errors.RuntimeDriverError(f"cannot run {os.path.basename(argv[0])}: {exc}") from exc
+    finally:
+        os.close(devnull)
+    _WAITED.add(pid)
+    return pid
+
+
+async def finish(pid: int, argv: Sequence[str], timeout: float) -> int:
+    """Wait for the command `spawn` started, at most ``timeout`` seconds, and return its exit
+    code. Past the deadline, or when the caller is cancelled, its process group is SIGKILLed
+    and it is reaped first: no host command outlives the operation that ran it."""
+    waiter = asyncio.ensure_future(wait_pid(pid))
+    try:
+        return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+    except TimeoutError:
+        logger.warning("%s timed out after %g s: killed (%s)", os.path.basename(argv[0]), timeout, list(argv[1:4]))
+        raise CommandTimeout(argv, timeout) from None
+    finally:
+        if not waiter.done():
+            os.killpg(pid, signal.SIGKILL)  # its leader is our unreaped child: not reused
+            await asyncio.shield(waiter)
 
 
 async def readable(fd: int) -> None:
@@ -81,50 +149,27 @@ async def readable(fd: int) -> None:
 async def wait_pid(pid: int) -> int:
     """Wait for our child ``pid`` to exit, without a thread, and reap it; return its exit code.
 
-    A pidfd turns the exit into a readable fd the event loop can watch. asyncio's own child
-    watcher only waits for the processes asyncio started, so the two never steal each other's
-    exit statuses.
+    A pidfd turns the exit into a readable fd the event loop can watch. While this waits, the
+    pid is in `_WAITED`, so no orphan reaper takes its status.
     """
-    fd = os.pidfd_open(pid)
+    _WAITED.add(pid)
     try:
-        await readable(fd)
+        fd = os.pidfd_open(pid)
+        try:
+            await readable(fd)
+        finally:
+            os.close(fd)
+        _, status = os.waitpid(pid, 0)
     finally:
-        os.close(fd)
-    _, status = os.waitpid(pid, 0)
+        _WAITED.discard(pid)
     return os.waitstatus_to_exitcode(status)
 
 
-async def spawn_run(argv: Sequence[str], *, fds: dict[int, int]) -> str:
-    """Run ``argv`` with ``fds`` (target fd -> our fd) in place, as `run` does; return stdout.
-
-    `asyncio.create_subprocess_exec` can pass fds only under their own numbers; runc's
-    ``--preserve-fds`` wants them at 3, 4, ... so this spawns with `os.posix_spawn`, whose
-    file actions put each fd where it belongs.
-    """
-    name = os.path.basename(argv[0])
-    started = time.perf_counter()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    try:
-        actions = [(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
-                   (os.POSIX_SPAWN_DUP2, err_w, 2)]  # fmt: skip
-        actions += [(os.POSIX_SPAWN_DUP2, ours, target) for target, ours in fds.items()]
-        pid = os.posix_spawnp(argv[0], list(argv), os.environ, file_actions=actions)
-    finally:
-        for fd in (out_w, err_w, devnull):
-            os.close(fd)
-    try:
-        stdout, stderr, code = await asyncio.gather(_read_all(out_r), _read_all(err_r), wait_pid(pid))
-    finally:
-        os.close(out_r)
-        os.close(err_r)
-    elapsed = (time.perf_counter() - started) * 1000
-    if code != 0:
-        logger.debug("%s.failed in %.1f ms: %s", name, elapsed, argv)
-        raise CommandError(argv, code, stderr.decode(errors="replace"))
-    logger.debug("%s.complete in %.1f ms: %s", name, elapsed, argv[1:4])
-    return stdout.decode(errors="replace")
+def _memfd(data: bytes) -> int:
+    fd = os.memfd_create("stdin", os.MFD_CLOEXEC)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
 
 
 async def _read_all(fd: int) -> bytes:
@@ -175,27 +220,33 @@ def running_with(*args: bytes) -> set[int]:
     return {pid for pid, cmdline in _proc_files("cmdline") if pid != me and needle in b"\0" + cmdline}
 
 
-def reap(pids: set[int]) -> None:
+def reap_orphans_now(named: str | None = None, among: Collection[int] | None = None) -> None:
+    """Reap the zombies among our children that nobody waits for (only those called
+    ``named``, only those ``among`` the given pids)."""
+    _reap({pid for pid in zombie_children(named) - _WAITED if among is None or pid in among})
+
+
+async def reap_orphans(interval: float) -> None:
+    """Reap, forever, the orphans handed to us as subreaper.
+
+    A subreaper inherits every orphaned descendant, not only sandbox inits: a daemonised
+    helper of a host command, a process left by a killed debootstrap. Nobody else waits for
+    those, so their zombies would pile up. A zombie outside `_WAITED` is reaped once it has
+    stayed one for a whole ``interval``: a child that somebody starts outside `spawn` (a
+    `subprocess.run`) is waited for the moment it exits, so only the unclaimed ones last
+    that long.
+    """
+    seen: set[int] = set()
+    while True:
+        await asyncio.sleep(interval)
+        now = zombie_children() - _WAITED
+        _reap(now & seen)
+        seen = now
+
+
+def _reap(pids: set[int]) -> None:
     for pid in pids:
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
             pass
-
-
-async def reap_orphans(interval: float, *, skip: Callable[[], set[int]]) -> None:
-    """Reap, forever, the orphans handed to us as subreaper.
-
-    A subreaper inherits every orphaned descendant, not only sandbox inits: a daemonised
-    helper of a host command, a process left by a killed debootstrap. Nobody else waits for
-    those, so their zombies would pile up. A zombie is reaped once it has stayed one for a
-    whole ``interval``: our own subprocesses are waited for the moment they exit (asyncio's
-    watcher, or `wait_pid`), so only the unclaimed ones last that long. ``skip`` names pids
-    someone is about to wait for.
-    """
-    seen: set[int] = set()
-    while True:
-        await asyncio.sleep(interval)
-        now = zombie_children()
-        reap((now & seen) - skip())
-        seen = now

@@ -27,7 +27,7 @@ CPU_PERIOD_US = 100_000
 """The CFS period of every sandbox (`sandlot.runtime.oci` hands it to runc): the CPU limit is
 a quota of cores times this."""
 
-__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "criu_yard", "favor_dynamic_moves", "is_v2", "kill_all", "remove", "reset_peak", "set_limits", "thaw", "usage"]
+__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "criu_yard", "favor_dynamic_moves", "is_v2", "kill_all", "members", "remove", "reset_peak", "set_limits", "thaw", "usage"]
 
 ROOT = Path("/sys/fs/cgroup")
 # "systemd" (name=systemd) is not a controller, but runc makes the cgroup there too.
@@ -187,6 +187,13 @@ async def kill_all(path: str, *, but: int | None = None, timeout: float = 5.0) -
         if loop.time() > deadline:
             raise TimeoutError(f"cgroup {path} still holds {_int(pids)} tasks {timeout} s after SIGKILL")
         await asyncio.sleep(0.001)
+
+
+def members(path: str) -> set[int]:
+    """The pids of the cgroup's processes (none when it does not exist)."""
+    rel = path.lstrip("/")
+    procs = ROOT / rel / "cgroup.procs" if is_v2() else ROOT / "pids" / rel / "cgroup.procs"
+    return {int(pid) for pid in _read(procs).split()} if procs.exists() else set()
 
 
 def thaw(path: str) -> None:

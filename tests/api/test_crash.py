@@ -23,6 +23,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,7 +161,7 @@ def _reap_sandbox_inits() -> None:
     second server has killed them (every sandbox process of the test is gone by then)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        _utils.reap(_utils.zombie_children())
+        _utils.reap_orphans_now()
         if not any(_utils.zombie_children()) and not _children_named("init"):
             return
         time.sleep(0.05)
@@ -260,3 +262,41 @@ def test_create_from_snapshot(crash: Crash, point: str) -> None:
     _whole(crash, sbx, before)
     made = Sandbox.create("crash:v1", timeout=60)
     assert counter.count(made) >= before, "the snapshot is whole: its memory restores"
+
+
+def test_sigterm_with_operations_under_way_stops_within_10_s(crash: Crash) -> None:
+    """Issue 18: SIGTERM while pauses and resumes go on; the server is gone within 10 s, and
+    the next start finds every sandbox whole (running, or paused and resumable)."""
+    crash.start(None)
+    made = [crash.sandbox() for _ in range(4)]
+    server = crash.server
+    assert server.process is not None
+    down = threading.Event()
+
+    def toggle(sid: str) -> None:
+        with server.client() as client:
+            while not down.is_set():
+                try:
+                    for op in ("pause", "connect"):
+                        client.post(f"/sandboxes/{sid}/{op}", json={})
+                except httpx.TransportError:
+                    return
+
+    threads = [threading.Thread(target=toggle, args=(sbx.sandbox_id,)) for sbx, _ in made]
+    for thread in threads:
+        thread.start()
+    time.sleep(1)
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code = server.process.wait(30)
+    took = time.monotonic() - started
+    down.set()
+    conftest.HELPERS.discard(server.process.pid)
+    server.process = None
+    for thread in threads:
+        thread.join(30)
+    assert took < 10, f"the server took {took:.1f} s to stop"
+    assert code == 0, (server.data_dir / "server.log").read_text()[-3000:]
+    crash.start(None)
+    for sbx, before in made:
+        _whole(crash, sbx, before)

@@ -9,6 +9,7 @@ import os
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -271,6 +272,37 @@ def test_latencies_through_the_api(server: Server, cleanup: list[str]) -> None:
             assert client.delete(f"/sandboxes/{child}").status_code == 204
     summary = {k: round(statistics.median(v) * 1000) for k, v in timings.items()}
     print(f"\nAPI latencies p50 ms (idle sandbox, n=10): {summary}")
+
+
+def test_concurrent_pauses_and_resumes_never_hang(server: Server, cleanup: list[str]) -> None:
+    """Issue 18: rounds of 20 pause/resume cycles across 8 sandboxes at once, each operation
+    answered within seconds (a resume whose CRIU exit another operation reaped used to wait
+    for ever), and every sandbox whole at the end: its processes went on."""
+    with server.client() as client:
+        ids = [client.post("/v2/sandboxes", json={"timeout": 300}).json()["sandboxID"] for _ in range(8)]
+    cleanup.extend(ids)
+    sandboxes = [Sandbox.connect(sid) for sid in ids]
+    for sbx in sandboxes:
+        sbx.commands.run("sleep 3600", background=True).disconnect()
+    took: list[float] = []
+
+    def cycles(sid: str, n: int) -> None:
+        with httpx.Client(base_url=server.url, headers={"X-API-Key": server.key}, timeout=30) as client:
+            for _ in range(n):
+                for path, status in ((f"/sandboxes/{sid}/pause", 204), (f"/sandboxes/{sid}/connect", 201)):
+                    started = time.monotonic()
+                    answer = client.post(path, json={"timeout": 300})
+                    took.append(time.monotonic() - started)
+                    assert answer.status_code == status, (path, answer.text)
+
+    for _ in range(5):
+        share = [ids[i % len(ids)] for i in range(20)]
+        with ThreadPoolExecutor(len(ids)) as pool:
+            list(pool.map(lambda sid: cycles(sid, share.count(sid)), ids))
+    assert len(took) == 5 * 20 * 2
+    assert max(took) < 15, f"an operation took {max(took):.1f} s"
+    for sbx in sandboxes:
+        assert "sleep 3600" in sbx.commands.run("ps -eo args").stdout
 
 
 def test_restart_keeps_a_paused_sandbox_paused(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import uuid
@@ -354,3 +355,31 @@ async def test_a_resume_keeps_the_limits_the_sandbox_had(
         await driver.restore(sandbox_id=sid)
         assert _limit_files(driver, sid) == before
         assert (await run(driver, sid, "true")).exit.ok
+
+
+async def test_a_restore_past_its_deadline_fails_and_the_sandbox_stays_paused(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
+) -> None:
+    """CRIU killed at its deadline, at whatever step it had reached, fails the resume cleanly:
+    still paused, nothing half-restored left (`no_leaks`), resumable later."""
+    sid = await make_sandbox()
+    counter = await driver.start(sandbox_id=sid, process=models.ProcessSpec(["python3", "-c", COUNTER]))
+    await counter.aclose()
+    address = (await driver.info(sandbox_id=sid)).address
+    settings, killed = driver.settings, 0
+    for n, deadline in enumerate([0.001, 0.01, 0.02, 0.03, 0.04]):
+        before = await _count(address)
+        await driver.checkpoint(sandbox_id=sid, image_dir=images / f"cp{n}")
+        driver.settings = dataclasses.replace(settings, criu_timeout=deadline)
+        try:
+            await driver.restore(sandbox_id=sid)
+        except errors.RuntimeDriverError as exc:
+            assert "was killed" in str(exc)
+            assert (await driver.info(sandbox_id=sid)).state is models.SandboxState.PAUSED
+            killed += 1
+            driver.settings = settings
+            assert (await driver.restore(sandbox_id=sid)).state is models.SandboxState.RUNNING
+        finally:
+            driver.settings = settings
+        assert before <= await _count(address) < before + 60
+    assert killed >= 1

@@ -227,7 +227,7 @@ class RuncDriver:
         await self.network.open()
         self._disks.open()
         self._orphans = asyncio.get_running_loop().create_task(
-            _utils.reap_orphans(1.0, skip=lambda: set(self._reapers))
+            _utils.reap_orphans(1.0)
         )
         return self
 
@@ -238,7 +238,7 @@ class RuncDriver:
             task.cancel()
         self._reapers.clear()
         # Last call for orphans handed to us (nothing of ours is being waited for now).
-        _utils.reap(_utils.zombie_children())
+        _utils.reap_orphans_now()
         await self._disks.close()
         if not any(self._sandboxes_dir.iterdir()):
             await self.network.close()
@@ -380,9 +380,9 @@ class RuncDriver:
             os.close(token_w)
             token_w = -1
             pid_file = sdir / "init.pid"
-            await _utils.spawn_run(
-                [self._runc, "--root", str(self._root), "run", "--detach", "--no-new-keyring", "--pid-file", str(pid_file),
-                 "--preserve-fds", "2", "--bundle", str(bundle), sid],
+            await _utils.run(
+                self._runc, "--root", self._root, "run", "--detach", "--no-new-keyring", "--pid-file", pid_file,
+                "--preserve-fds", "2", "--bundle", bundle, sid,
                 fds={3: token_r, 4: ready_w},
             )  # fmt: skip
             os.close(ready_w)
@@ -914,11 +914,22 @@ class RuncDriver:
             self._watch(sbx)
             await self._wire(sbx)
         except BaseException:
-            await asyncio.shield(self._release(sbx))
-            sbx.init_pid = 0
+            await asyncio.shield(self._undo_restore(sbx))
             raise
         sbx.paused = False
         shutil.rmtree(criu_work, ignore_errors=True)
+
+    async def _undo_restore(self, sbx: _Sandbox) -> None:
+        """Remove what a failed restore made: the processes CRIU had restored so far (a
+        killed CRIU leaves them half made, in the sandbox's cgroup), then what `_release`
+        removes. The checkpoint is untouched: the sandbox stays paused on it."""
+        cgroup = self._cgroup(sbx.spec.sandbox_id)
+        restored = cgroups.members(cgroup)
+        if restored:
+            await cgroups.kill_all(cgroup)
+            _utils.reap_orphans_now(among=restored)  # the restored tree's root is our child
+        await self._release(sbx)
+        sbx.init_pid = 0
 
     async def _restore_directly(
         self, sbx: _Sandbox, image_dir: Path, container: dict[str, Any], work: Path, pid_file: Path, *, running: str
@@ -1001,16 +1012,17 @@ class RuncDriver:
         """Run a command that runs CRIU, its output to ``log`` (a restored tree inherits it,
         and may hold a pipe open for ever); ``running`` names the crash point reached while it
         runs (a command that outlives a killed daemon goes on to the end, `_await_strays`)."""
-        with open(log, "wb") as out:
-            proc = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out
-            )
-            faults.crash_point(running)
-            code = await proc.wait()
-        # CRIU's helpers end up orphaned, and so ours as subreaper: reap them at once.
-        _utils.reap(_utils.zombie_children(named="criu"))
-        text = log.read_text(errors="replace")
-        log.unlink()
+        try:
+            with open(log, "wb") as out:
+                pid = _utils.spawn(argv, fds={1: out.fileno(), 2: out.fileno()})
+                faults.crash_point(running)
+                code = await _utils.finish(pid, argv, self.settings.criu_timeout)
+            text = log.read_text(errors="replace")
+        finally:
+            # CRIU's helpers end up orphaned, and so ours as subreaper: reap them at once
+            # (never the CRIU of a concurrent operation: its waiter owns that one).
+            _utils.reap_orphans_now(named="criu")
+            log.unlink(missing_ok=True)
         if code != 0:
             work = next((a for a in argv if a.endswith("criu-work")), None)
             detail = _criu_errors(Path(work)) if work else ""
