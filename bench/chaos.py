@@ -97,7 +97,7 @@ async def chaos(server: Server, *, rounds: int, clients: int = 8, seed: int | No
             await asyncio.to_thread(server.start)
             await asyncio.wait_for(mixed.gate.quiet(), call_timeout + 30)
             await _look(server, mixed, found)
-            _utils.reap(_utils.zombie_children())
+            _utils.reap_orphans_now()
             done.append(found)
             mixed.gate.open()
     finally:

@@ -40,7 +40,7 @@ from e2b import AsyncSandbox
 from e2b.exceptions import NotFoundException
 
 from sandlot.config import RuntimeSettings, Settings
-from sandlot.runtime import cgroups
+from sandlot.runtime import _utils, cgroups
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import conftest, slot
 from tests.api.conftest import Server, _free_port
@@ -338,23 +338,14 @@ async def _sweep(settings: RuntimeSettings) -> None:
 
 
 def reap_orphans(wait: float = 10) -> None:
-    """Reap the zombies of sandbox processes handed to this process (a subreaper, see
-    `become_subreaper`) by a server that was killed, once a later server has ended them."""
-    from sandlot.runtime import _utils
-
+    """Reap the zombies of sandbox processes handed to this process (a subreaper: see
+    bench/chaos.py) by a server that was killed, once a later server has ended them."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        _utils.reap(_utils.zombie_children())
-        if not census_processes():
+        _utils.reap_orphans_now()
+        if not conftest._descendants():
             return
         time.sleep(0.05)
-
-
-def census_processes() -> frozenset[str]:
-    """This process's descendants the census would count as leaks."""
-    from tests.conftest import _descendants
-
-    return _descendants()
 
 
 @contextlib.contextmanager
