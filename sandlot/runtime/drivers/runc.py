@@ -1159,12 +1159,23 @@ class RuncDriver:
             removed.append(sid)
         await self.network.remove_strays()
         kept = sorted(known & set(self._sandboxes))
-        for sid in kept:
+        for sid in list(kept):
             sbx = self._sandboxes[sid]
             try:
                 await self._recover(sbx, containers.get(sid))
             except (errors.RuntimeDriverError, OSError, TimeoutError):
                 logger.exception("runc.recover.failed %s: left as it was found", sid)
+            if sbx.checkpoint is None and not _alive(sbx.init_pid, None):
+                # A destroy had killed its init when the daemon died (or the init died on
+                # its own): nothing of it can run again, so finish the teardown and report
+                # it missing, rather than keep a sandbox that answers nothing.
+                logger.warning("runc.recover %s: its init is gone; finishing its teardown", sid)
+                kept.remove(sid)
+                try:
+                    await self._teardown(sid, sbx)
+                except errors.RuntimeDriverError:
+                    logger.exception("runc.recover.failed %s: the next reconcile removes the rest", sid)
+                continue
             if sbx.init_pid and sbx.init_pid not in self._reapers and _alive(sbx.init_pid, None):
                 self._watch(sbx)
         return models.ReconcileReport(
