@@ -109,5 +109,7 @@ def serve(
         lifespan="on",
         access_log=False,
         log_level="warning",
-        timeout_graceful_shutdown=10,
+        # Streams (WatchDir, a command's output) never end by themselves: cut them after 5 s
+        # so that SIGTERM stops the server within 10 s, shutdown steps included.
+        timeout_graceful_shutdown=5,
     )
