@@ -71,22 +71,22 @@ class IOPool:
         slots = self._slots.get(key)
         if slots is None:
             slots = self._slots[key] = asyncio.Semaphore(self.per_sandbox)
+        self._held[key] = self._held.get(key, 0) + 1  # one semaphore per key while anyone uses it
         try:
             async with asyncio.timeout_at(deadline):
                 await slots.acquire()
-        except TimeoutError:
-            raise rpc.DeadlineExceeded(
-                f"the sandbox already has {self.per_sandbox} file operations running that do not finish"
-            ) from None
-        self._held[key] = self._held.get(key, 0) + 1
+        except BaseException as exc:
+            self._done(key)
+            if isinstance(exc, TimeoutError):
+                raise rpc.DeadlineExceeded(
+                    f"the sandbox already has {self.per_sandbox} file operations running that do not finish"
+                ) from None
+            raise
         future: asyncio.Future[_T] = loop.create_future()
 
         def release() -> None:
             slots.release()
-            self._held[key] -= 1
-            if not self._held[key]:
-                del self._held[key]
-                self._slots.pop(key, None)
+            self._done(key)
 
         self._submit((fn, loop, future, release))
         try:
@@ -95,6 +95,12 @@ class IOPool:
         except TimeoutError:
             future.add_done_callback(_forget)
             raise rpc.DeadlineExceeded("the file operation did not finish in time") from None
+
+    def _done(self, key: str) -> None:
+        self._held[key] -= 1
+        if not self._held[key]:
+            del self._held[key]
+            del self._slots[key]
 
     def busy(self, key: str) -> int:
         """Operations of sandbox ``key`` now in a thread or waiting for one."""
