@@ -30,12 +30,12 @@ import collections
 import contextlib
 import dataclasses
 import errno
-import threading
 import os
 import posixpath
 import secrets
 import shutil
 import stat as stats
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -383,13 +383,14 @@ class FilesystemService:
         recursive = bool(rpc.get_bool(message, "recursive"))
         include_entry = bool(rpc.get_bool(message, "includeEntry"))
         sid = call.target.sandbox_id
-        quota = self._quotas.setdefault(sid, _Quota())
+        quota = self._quotas.get(sid) or _Quota()
         if quota.watchers >= MAX_WATCHERS:
             raise rpc.ResourceExhausted(f"a sandbox may have at most {MAX_WATCHERS} watchers: remove one first")
         try:
             watcher = _Watcher(quota, recursive, include_entry, sink)
         except OSError as exc:
             raise rpc.ResourceExhausted(f"the host cannot make another watcher now: {exc.strerror}") from exc
+        self._quotas[sid] = quota
         quota.watchers += 1
 
         def run(access: Access) -> None:
