@@ -3,25 +3,40 @@
 Neither direction holds a file in memory: a download is read in `CHUNK` pieces from a
 descriptor opened through `RootFS` (so a planted symlink cannot lead to a host file), an upload
 is written as its body arrives, multipart bodies parsed incrementally by python-multipart.
-File I/O runs in worker threads so that a slow disk never stalls the event loop.
+File I/O runs in the sandbox plane's `sandlot.agent.iopool.IOPool`, as the user the request
+names (`filesystem.Access`), and opens only regular files (`RootFS.open_file`): a FIFO,
+socket or device is a 400, never a thread waiting forever.
 
 Wire details (docs/e2b-wire.md section 7): the user comes from the ``username`` query parameter;
 ``Content-Encoding: gzip`` uploads are inflated as they stream; a download is gzipped when the
 request accepts gzip; ``X-Metadata-<key>`` headers become ``user.e2b.<key>`` xattrs; errors are
-JSON ``{"code": <status>, "message": ...}``; a full disk is 507. Signed URLs: `signature`
-computes E2B's ``v1_`` signature, which the app checks instead of an access token.
+JSON ``{"code": <status>, "message": ...}``; a full disk is 507.
+
+Signed URLs (`check_signature`, which the app calls instead of checking an access token):
+
+* ``v2_`` signatures, sandlot's own (`hmac_signature`): HMAC-SHA256 keyed with the sandbox's
+  access token over length-prefixed fields (sandbox id, path, operation, user, expiry), so no
+  two field lists sign the same bytes. Whatever the server hands out uses these.
+* ``v1_`` signatures, E2B's (`signature`): the e2b SDK computes them itself, as SHA-256 over
+  ``path:operation:user:token[:expiry]``, so the scheme cannot change; they are accepted with
+  two extra rules that keep the join unambiguous and the URL short-lived: a user name must not
+  contain ``:``, and the expiry must be present.
+
+Both need ``signature_expiration`` no more than `MAX_SIGNATURE_LIFETIME` ahead, and a write
+signature must name its path (else one URL could write any file).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import hashlib
+import hmac
 import os
 import posixpath
 import re
-import stat
+import struct
+import time
 import zlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,12 +45,24 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from sandlot.agent import filesystem, rootfs, rpc
+from sandlot.agent import filesystem, iopool, rpc
 
-__all__ = ["CHUNK", "download", "error_response", "signature", "upload"]
+__all__ = [
+    "CHUNK",
+    "MAX_SIGNATURE_LIFETIME",
+    "SignatureError",
+    "check_signature",
+    "download",
+    "error_response",
+    "hmac_signature",
+    "signature",
+    "upload",
+]
 
 CHUNK = 1024 * 1024
 MAX_PARTS = 1000
+MAX_SIGNATURE_LIFETIME = 7 * 24 * 3600
+"""Seconds a signed URL may live: ``signature_expiration`` further ahead is refused."""
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,200}$")
 _STATUS = {
     rpc.InvalidArgument: 400,
@@ -55,11 +82,22 @@ def _from_error(exc: rpc.AgentError) -> JSONResponse:
     return error_response(_STATUS.get(type(exc), 500), str(exc))
 
 
+# -- signed URLs -------------------------------------------------------------------------------
+
+
+class SignatureError(Exception):
+    """A signed URL that does not open the sandbox; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 def signature(path: str, operation: str, user: str, token: str, expiration: int | None = None) -> str:
     """E2B's signed-URL signature: ``v1_`` + unpadded base64 of a SHA-256 over the fields.
 
     Example:
-        >>> signature("/a", "read", "", "tok")
+        >>> signature("/a", "read", "", "tok", 1767225600)
         'v1_...'
     """
     raw = f"{path}:{operation}:{user}:{token}"
@@ -68,13 +106,53 @@ def signature(path: str, operation: str, user: str, token: str, expiration: int 
     return "v1_" + base64.b64encode(hashlib.sha256(raw.encode()).digest()).decode().rstrip("=")
 
 
-def _user_and_path(root: rootfs.RootFS, call: rpc.Call, raw: str) -> tuple[rootfs.User, str]:
-    with filesystem.fs_errors(raw):
-        user = root.user(call.user)
-    try:
-        return user, root.absolute(raw, user.home)
-    except ValueError as exc:
-        raise rpc.InvalidArgument(str(exc)) from None
+def hmac_signature(sandbox_id: str, path: str, operation: str, user: str, token: str, expiration: int) -> str:
+    """sandlot's signed-URL signature: ``v2_`` + HMAC-SHA256 (key: the access token) over the
+    fields, each prefixed with its length, in unpadded URL-safe base64.
+
+    Example:
+        >>> hmac_signature("sbx1", "/a", "read", "", "tok", 1767225600)
+        'v2_...'
+    """
+    fields = ("sandlot-files-v2", sandbox_id, path, operation, user, str(expiration))
+    message = b"".join(struct.pack(">I", len(f.encode())) + f.encode() for f in fields)
+    digest = hmac.new(token.encode(), message, hashlib.sha256).digest()
+    return "v2_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def check_signature(
+    sig: str,
+    *,
+    sandbox_id: str,
+    path: str,
+    operation: str,
+    user: str,
+    token: str,
+    expiration_text: str | None,
+) -> None:
+    """Accept a signed ``/files`` request, or raise `SignatureError` saying why not."""
+    if expiration_text is None:
+        raise SignatureError(401, "a signed URL must carry signature_expiration (sign it with an expiry)")
+    if not expiration_text.isdigit() or len(expiration_text) > 12:
+        raise SignatureError(400, "signature_expiration must be a Unix time in seconds")
+    expiration = int(expiration_text)
+    if operation == "write" and not path:
+        raise SignatureError(401, "a signed upload URL must name the path it writes")
+    if ":" in user:
+        raise SignatureError(400, "a user name must not contain ':'")
+    if sig.startswith("v2_"):
+        want = hmac_signature(sandbox_id, path, operation, user, token, expiration)
+    else:
+        want = signature(path, operation, user, token, expiration)
+    if not hmac.compare_digest(sig.encode(), want.encode()):
+        raise SignatureError(401, "invalid signature")
+    now = time.time()
+    if expiration < now:
+        raise SignatureError(403, "the signature has expired")
+    if expiration > now + MAX_SIGNATURE_LIFETIME:
+        raise SignatureError(
+            400, f"signature_expiration is too far ahead: a signed URL lives at most {MAX_SIGNATURE_LIFETIME} s"
+        )
 
 
 def _accepts_gzip(header: str) -> bool:
@@ -92,28 +170,19 @@ def _accepts_gzip(header: str) -> bool:
 # -- download ----------------------------------------------------------------------------------
 
 
-async def download(request: Request, call: rpc.Call) -> Response:
+async def download(request: Request, call: rpc.Call, io: iopool.IOPool) -> Response:
     raw = request.query_params.get("path")
     if not raw:
         return error_response(400, "the path query parameter is required")
-    try:
-        root = await filesystem.open_root(call)
-    except rpc.AgentError as exc:
-        return _from_error(exc)
 
-    def open_file() -> tuple[int, str, os.stat_result]:
-        with root:
-            _, path = _user_and_path(root, call, raw)
-            with filesystem.fs_errors(path):
-                fd = root.open(path, os.O_RDONLY)
-                st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    os.close(fd)
-                    raise rpc.InvalidArgument(f"path '{path}' is not a regular file")
-                return fd, path, st
+    def open_file(access: filesystem.Access) -> tuple[int, str, os.stat_result]:
+        path = access.path(raw)
+        with filesystem.fs_errors(path):
+            fd = access.root.open_file(path, os.O_RDONLY)
+            return fd, path, os.fstat(fd)
 
     try:
-        fd, path, st = await asyncio.to_thread(open_file)
+        fd, path, st = await filesystem.in_pool(io, call, open_file)
     except rpc.AgentError as exc:
         return _from_error(exc)
     gzipped = _accepts_gzip(request.headers.get("accept-encoding", ""))
@@ -123,7 +192,7 @@ async def download(request: Request, call: rpc.Call) -> Response:
         headers["vary"] = "Accept-Encoding"
     else:
         headers["content-length"] = str(st.st_size)
-    return StreamingResponse(_read_chunks(fd, call, gzipped), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(_read_chunks(fd, call, io, gzipped), media_type="application/octet-stream", headers=headers)
 
 
 def _quote(name: str) -> str:
@@ -132,11 +201,11 @@ def _quote(name: str) -> str:
     return quote(name, safe="")
 
 
-async def _read_chunks(fd: int, call: rpc.Call, gzipped: bool) -> AsyncIterator[bytes]:
+async def _read_chunks(fd: int, call: rpc.Call, io: iopool.IOPool, gzipped: bool) -> AsyncIterator[bytes]:
     compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzipped else None
     try:
         while True:
-            chunk = await asyncio.to_thread(os.read, fd, CHUNK)
+            chunk = await io.run(call.target.sandbox_id, lambda: os.read(fd, CHUNK))
             if not chunk:
                 break
             call.target.touch()
@@ -154,18 +223,18 @@ async def _read_chunks(fd: int, call: rpc.Call, gzipped: bool) -> AsyncIterator[
 
 
 class _Writer:
-    """Writes one uploaded file: parents made, truncated, owned by the user, metadata set."""
+    """Writes one uploaded file: parents made, truncated, metadata set. Made in a pool thread
+    acting as the user, so it is the user's, and refused where the user may not write."""
 
-    def __init__(self, root: rootfs.RootFS, call: rpc.Call, raw: str, metadata: dict[str, str]) -> None:
-        user, self.path = _user_and_path(root, call, raw)
+    def __init__(self, access: filesystem.Access, raw: str, metadata: dict[str, str]) -> None:
+        self.path = access.path(raw)
         if self.path == "/":
             raise rpc.InvalidArgument("cannot write to the root directory")
         with filesystem.fs_errors(self.path):
-            root.make_dirs(posixpath.dirname(self.path), user)
-            self.fd = root.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            access.root.make_dirs(posixpath.dirname(self.path))
+            self.fd = access.root.open_file(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             with filesystem.fs_errors(self.path):
-                os.fchown(self.fd, *root.host_ids(user))
                 for key, value in metadata.items():
                     os.setxattr(self.fd, f"{filesystem.XATTR_PREFIX}{key}", value.encode())
         except BaseException:
@@ -217,7 +286,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
     try:
         async for chunk in request.stream():
-            data = inflater.decompress(chunk)
+            data = inflater.decompress(chunk, CHUNK)
             while data:
                 yield data
                 data = inflater.decompress(inflater.unconsumed_tail, CHUNK) if inflater.unconsumed_tail else b""
@@ -227,39 +296,46 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
         raise rpc.InvalidArgument(f"the body is not valid gzip: {exc}") from None
 
 
-async def upload(request: Request, call: rpc.Call) -> Response:
+async def upload(request: Request, call: rpc.Call, io: iopool.IOPool) -> Response:
+    sid = call.target.sandbox_id
     try:
         metadata = _metadata(request)
-        root = await filesystem.open_root(call)
+        access = await io.run(sid, lambda: filesystem.Access.open(call), deadline=call.deadline)
     except rpc.AgentError as exc:
         return _from_error(exc)
     try:
         content_type, params = parse_options_header(request.headers.get("content-type", ""))
         if content_type == b"multipart/form-data":
-            entries = await _upload_multipart(request, call, root, params.get(b"boundary"), metadata)
+            entries = await _upload_multipart(request, call, io, access, params.get(b"boundary"), metadata)
         else:
             raw = request.query_params.get("path")
             if not raw:
                 raise rpc.InvalidArgument("the path query parameter is required for a raw upload")
-            entries = [await _upload_raw(request, call, root, raw, metadata)]
+            entries = [await _upload_raw(request, call, io, access, raw, metadata)]
     except rpc.AgentError as exc:
         return _from_error(exc)
     except ValueError as exc:  # python-multipart's parse errors
         return error_response(400, f"malformed multipart body: {exc}")
     finally:
-        root.close()
+        access.close()
     if not entries:
         return error_response(400, "the multipart body holds no file")
     return JSONResponse(entries)
 
 
 async def _upload_raw(
-    request: Request, call: rpc.Call, root: rootfs.RootFS, raw: str, metadata: dict[str, str]
+    request: Request,
+    call: rpc.Call,
+    io: iopool.IOPool,
+    access: filesystem.Access,
+    raw: str,
+    metadata: dict[str, str],
 ) -> dict[str, Any]:
-    writer = await asyncio.to_thread(_Writer, root, call, raw, metadata)
+    sid = call.target.sandbox_id
+    writer = await io.run(sid, access.as_user(lambda: _Writer(access, raw, metadata)))
     try:
         async for chunk in _body(request):
-            await asyncio.to_thread(writer.write, chunk)
+            await io.run(sid, lambda: writer.write(chunk))  # noqa: B023 - awaited at once
             call.target.touch()
     except BaseException:
         writer.abort()
@@ -270,7 +346,8 @@ async def _upload_raw(
 async def _upload_multipart(
     request: Request,
     call: rpc.Call,
-    root: rootfs.RootFS,
+    io: iopool.IOPool,
+    access: filesystem.Access,
     boundary: bytes | None,
     metadata: dict[str, str],
 ) -> list[dict[str, Any]]:
@@ -301,7 +378,7 @@ async def _upload_multipart(
         target = query_path or (filename.decode("utf-8", "surrogateescape") if filename else "")
         if not target:
             raise rpc.InvalidArgument("a file part needs a filename (its destination path) or ?path=")
-        state["writer"] = _Writer(root, call, target, metadata)
+        state["writer"] = _Writer(access, target, metadata)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:
         state["writer"].write(data[start:end])
@@ -324,11 +401,12 @@ async def _upload_multipart(
             "on_part_end": on_part_end,
         },
     )
+    sid = call.target.sandbox_id
     try:
         async for chunk in _body(request):
-            await asyncio.to_thread(parser.write, chunk)
+            await io.run(sid, access.as_user(lambda: parser.write(chunk)))  # noqa: B023 - awaited at once
             call.target.touch()
-        await asyncio.to_thread(parser.finalize)
+        await io.run(sid, access.as_user(parser.finalize))
     finally:
         if state["writer"] is not None:
             with contextlib.suppress(OSError):

@@ -2,7 +2,11 @@
 
 Every path goes through `sandlot.agent.rootfs.RootFS` (``openat2`` with ``RESOLVE_IN_ROOT``), so
 nothing a sandbox plants can point the agent at a host file. Relative paths are relative to the
-calling user's home; what the API creates is owned by that user inside the sandbox.
+calling user's home.
+
+Each operation runs in a thread of the `sandlot.agent.iopool.IOPool`, never on the event loop,
+with the calling user's permissions (`sandlot.agent.credentials`): what ``user`` may not do from
+inside the sandbox, the API refuses with PermissionDenied; what it makes, that user owns.
 
 Choices where E2B's contract is silent:
 
@@ -13,6 +17,10 @@ Choices where E2B's contract is silent:
 * `ListDir` never descends through symlinks, and stops at `MAX_ENTRIES` entries.
 * Watchers (inotify) hold no descriptor of the root, so they never keep a destroyed
   sandbox's mount busy; polling watchers not polled for `WATCHER_IDLE` seconds are dropped.
+  A sandbox has at most `MAX_WATCHERS` watchers (streams and polling ones) holding at most
+  `MAX_WATCHES` inotify watches between them: the kernel's limits on both are per host user,
+  and every sandbox's watchers are root's. Events are turned into messages (entries, new
+  subdirectories) in the pool, as the watcher's user.
 """
 
 from __future__ import annotations
@@ -27,20 +35,22 @@ import posixpath
 import secrets
 import shutil
 import stat as stats
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sandlot.agent import inotify, rootfs, rpc
-from sandlot.runtime import models
+from sandlot.agent import credentials, inotify, iopool, rootfs, rpc
 
-__all__ = ["KEEPALIVE", "FilesystemService", "entry_info", "fs_errors", "open_root"]
+__all__ = ["KEEPALIVE", "Access", "FilesystemService", "entry_info", "fs_errors", "in_pool"]
 
 KEEPALIVE: dict[str, Any] = {"keepalive": {}}
 MAX_ENTRIES = 100_000
 MAX_DEPTH = 64
-MAX_WATCHERS = 64
-"""Polling watchers per sandbox."""
+MAX_WATCHERS = 32
+"""Watchers per sandbox: WatchDir streams and polling watchers together."""
+MAX_WATCHES = 8192
+"""inotify watches (one per watched directory) per sandbox, over all its watchers."""
 MAX_PENDING = 10_000
 """Events a polling watcher keeps between two polls; older ones are dropped."""
 WATCHER_IDLE = 600.0
@@ -69,6 +79,8 @@ def fs_errors(path: str) -> Iterator[None]:
         yield
     except rootfs.UnknownUser as exc:
         raise rpc.InvalidArgument(str(exc)) from exc
+    except rootfs.NotARegularFile as exc:
+        raise rpc.InvalidArgument(f"path '{path}' {exc.strerror}: only regular files can be read or written") from exc
     except FileNotFoundError as exc:
         raise rpc.NotFound(f"path '{path}' does not exist") from exc
     except FileExistsError as exc:
@@ -157,60 +169,129 @@ def entry_info(root: rootfs.RootFS, path: str, st: os.stat_result | None = None)
     return info
 
 
-async def open_root(call: rpc.Call) -> rootfs.RootFS:
-    try:
-        return rootfs.RootFS(call.target.filesystem)
-    except OSError as exc:
-        raise rpc.Unavailable(f"The sandbox was not found (its root is gone: {exc.strerror})") from exc
+@dataclasses.dataclass
+class Access:
+    """A sandbox's root, open, and the user a call acts as: what every file job needs.
+
+    `open` and `close` run in a pool thread as host root (they read the sandbox's passwd and
+    group); the work itself runs inside `acting`.
+    """
+
+    root: rootfs.RootFS
+    user: rootfs.User
+    identity: credentials.Identity
+
+    @classmethod
+    def open(cls, call: rpc.Call) -> Access:
+        try:
+            root = rootfs.RootFS(call.target.filesystem)
+        except OSError as exc:
+            raise rpc.Unavailable(f"The sandbox was not found (its root is gone: {exc.strerror})") from exc
+        try:
+            with fs_errors(call.user):
+                user = root.user(call.user)
+            return cls(root, user, root.identity(user))
+        except BaseException:
+            root.close()
+            raise
+
+    def acting(self) -> contextlib.AbstractContextManager[None]:
+        return credentials.acting_as(self.identity)
+
+    def as_user(self, fn: Callable[[], _T]) -> Callable[[], _T]:
+        """``fn`` made to run `acting` as the user, for `iopool.IOPool.run`."""
+
+        def run() -> _T:
+            with self.acting():
+                return fn()
+
+        return run
+
+    def path(self, raw: str | None, field: str = "path") -> str:
+        """The sandbox-absolute form of a client path (relative ones are in the user's home)."""
+        if raw is None or raw == "":
+            raise rpc.InvalidArgument(f"{field} must not be empty")
+        try:
+            return self.root.absolute(raw, self.user.home)
+        except ValueError as exc:
+            raise rpc.InvalidArgument(str(exc)) from None
+
+    def close(self) -> None:
+        self.root.close()
 
 
-async def _in_thread(call: rpc.Call, fn: Callable[[rootfs.RootFS], _T]) -> _T:
-    """Run ``fn(root)`` in a worker thread with the sandbox's root open."""
-    root = await open_root(call)
+async def in_pool(
+    io: iopool.IOPool, call: rpc.Call, fn: Callable[[Access], _T], *, deadline: float | None = None
+) -> _T:
+    """``fn(access)`` in a pool thread, as the call's user, with the sandbox's root open.
+
+    Example:
+        >>> size = await in_pool(io, call, lambda a: a.root.lstat("/etc/hosts").st_size)
+    """
 
     def run() -> _T:
-        with root:
-            return fn(root)
+        access = Access.open(call)
+        try:
+            with access.acting():
+                return fn(access)
+        finally:
+            access.close()
 
-    return await asyncio.to_thread(run)
+    return await io.run(call.target.sandbox_id, run, deadline=call.deadline if deadline is None else deadline)
 
 
-def _path(root: rootfs.RootFS, call: rpc.Call, raw: str | None, field: str = "path") -> str:
-    if raw is None or raw == "":
-        raise rpc.InvalidArgument(f"{field} must not be empty")
-    with fs_errors(raw):
-        home = root.user(call.user).home
-    try:
-        return root.absolute(raw, home)
-    except ValueError as exc:
-        raise rpc.InvalidArgument(str(exc)) from None
+class _Quota:
+    """What one sandbox's watchers hold: watchers (counted on the loop) and inotify watches
+    (counted in pool threads)."""
+
+    def __init__(self) -> None:
+        self.watchers = 0
+        self.watches = 0
+        self._lock = threading.Lock()
+
+    def take_watch(self) -> None:
+        with self._lock:
+            if self.watches >= MAX_WATCHES:
+                raise rpc.ResourceExhausted(
+                    f"a sandbox's watchers may watch at most {MAX_WATCHES} directories: watch fewer or not recursively"
+                )
+            self.watches += 1
+
+    def give_watches(self, count: int) -> None:
+        with self._lock:
+            self.watches -= count
 
 
 class FilesystemService:
-    """One per app; holds the polling watchers, keyed by sandbox and watcher id."""
+    """One per app; holds the polling watchers, keyed by sandbox and watcher id, and the pool
+    that every file operation of the sandbox plane runs in."""
 
-    def __init__(self) -> None:
+    def __init__(self, io: iopool.IOPool | None = None) -> None:
+        self.io = io or iopool.IOPool()
         self._watchers: dict[tuple[str, str], _Watcher] = {}
+        self._quotas: dict[str, _Quota] = {}
+
+    async def _run(self, call: rpc.Call, fn: Callable[[Access], _T]) -> _T:
+        return await in_pool(self.io, call, fn)
 
     # -- unary ---------------------------------------------------------------------------
 
     async def stat(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         raw = rpc.get_str(message, "path")
 
-        def run(root: rootfs.RootFS) -> dict[str, Any]:
-            path = _path(root, call, raw)
+        def run(access: Access) -> dict[str, Any]:
+            path = access.path(raw)
             with fs_errors(path):
-                return {"entry": entry_info(root, path)}
+                return {"entry": entry_info(access.root, path)}
 
-        return await _in_thread(call, run)
+        return await self._run(call, run)
 
     async def make_dir(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         raw = rpc.get_str(message, "path")
 
-        def run(root: rootfs.RootFS) -> dict[str, Any]:
-            path = _path(root, call, raw)
+        def run(access: Access) -> dict[str, Any]:
+            path, root = access.path(raw), access.root
             with fs_errors(path):
-                user = root.user(call.user)
                 try:
                     st = root.lstat(path)
                 except FileNotFoundError:
@@ -218,10 +299,10 @@ class FilesystemService:
                 else:
                     kind = "directory" if stats.S_ISDIR(st.st_mode) else "file"
                     raise rpc.AlreadyExists(f"{kind} '{path}' already exists")
-                root.make_dirs(path, user, exist_ok=False)
+                root.make_dirs(path, exist_ok=False)
                 return {"entry": entry_info(root, path)}
 
-        return await _in_thread(call, run)
+        return await self._run(call, run)
 
     async def move(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         raw_source, raw_dest = (
@@ -229,15 +310,16 @@ class FilesystemService:
             rpc.get_str(message, "destination"),
         )
 
-        def run(root: rootfs.RootFS) -> dict[str, Any]:
-            source = _path(root, call, raw_source, "source")
-            dest = _path(root, call, raw_dest, "destination")
+        def run(access: Access) -> dict[str, Any]:
+            source = access.path(raw_source, "source")
+            dest = access.path(raw_dest, "destination")
+            root = access.root
             if source == "/" or dest == "/":
                 raise rpc.InvalidArgument("the root directory cannot be moved or replaced")
             with fs_errors(source):
                 root.lstat(source)
             with fs_errors(dest):
-                root.make_dirs(posixpath.dirname(dest), root.user(call.user))
+                root.make_dirs(posixpath.dirname(dest))
                 sfd, sname = root.parent(source)
                 try:
                     dfd, dname = root.parent(dest)
@@ -249,34 +331,34 @@ class FilesystemService:
                     os.close(sfd)
                 return {"entry": entry_info(root, dest)}
 
-        return await _in_thread(call, run)
+        return await self._run(call, run)
 
     async def list_dir(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         raw = rpc.get_str(message, "path")
         depth = min(max(rpc.get_int(message, "depth") or 1, 1), MAX_DEPTH)
 
-        def run(root: rootfs.RootFS) -> dict[str, Any]:
-            path = _path(root, call, raw)
+        def run(access: Access) -> dict[str, Any]:
+            path = access.path(raw)
             entries: list[dict[str, Any]] = []
             with fs_errors(path):
-                fd = root.open(path, os.O_RDONLY | os.O_DIRECTORY)
+                fd = access.root.open(path, os.O_RDONLY | os.O_DIRECTORY)
                 try:
-                    _walk(root, fd, path, depth, entries)
+                    _walk(access.root, fd, path, depth, entries)
                 finally:
                     os.close(fd)
             return {"entries": entries}
 
-        return await _in_thread(call, run)
+        return await self._run(call, run)
 
     async def remove(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         raw = rpc.get_str(message, "path")
 
-        def run(root: rootfs.RootFS) -> dict[str, Any]:
-            path = _path(root, call, raw)
+        def run(access: Access) -> dict[str, Any]:
+            path = access.path(raw)
             if path == "/":
                 raise rpc.InvalidArgument("the root directory cannot be removed")
             with fs_errors(path):
-                pfd, name = root.parent(path)
+                pfd, name = access.root.parent(path)
                 try:
                     st = os.stat(name, dir_fd=pfd, follow_symlinks=False)
                     if stats.S_ISDIR(st.st_mode):
@@ -287,7 +369,7 @@ class FilesystemService:
                     os.close(pfd)
             return {}
 
-        return await _in_thread(call, run)
+        return await self._run(call, run)
 
     # -- watching ------------------------------------------------------------------------
 
@@ -300,20 +382,40 @@ class FilesystemService:
         raw = rpc.get_str(message, "path")
         recursive = bool(rpc.get_bool(message, "recursive"))
         include_entry = bool(rpc.get_bool(message, "includeEntry"))
-        fs = call.target.filesystem
+        sid = call.target.sandbox_id
+        quota = self._quotas.get(sid) or _Quota()
+        if quota.watchers >= MAX_WATCHERS:
+            raise rpc.ResourceExhausted(f"a sandbox may have at most {MAX_WATCHERS} watchers: remove one first")
+        try:
+            watcher = _Watcher(quota, recursive, include_entry, sink)
+        except OSError as exc:
+            raise rpc.ResourceExhausted(f"the host cannot make another watcher now: {exc.strerror}") from exc
+        self._quotas[sid] = quota
+        quota.watchers += 1
 
-        def run(root: rootfs.RootFS) -> _Watcher:
-            path = _path(root, call, raw)
-            with fs_errors(path):
-                fd = root.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        def run(access: Access) -> None:
+            watcher.path = access.path(raw)
+            with fs_errors(watcher.path):
+                fd = access.root.open(watcher.path, os.O_RDONLY | os.O_DIRECTORY)
                 try:
-                    return _Watcher(fs, path, fd, recursive, include_entry, sink)
+                    watcher.add(fd, "")
                 finally:
                     os.close(fd)
 
-        watcher = await _in_thread(call, run)
-        watcher.attach(asyncio.get_running_loop())
+        try:
+            await self._run(call, run)
+        except BaseException:
+            self._release(sid, watcher)
+            raise
+        watcher.attach(asyncio.get_running_loop(), self.io, call)
         return watcher
+
+    def _release(self, sid: str, watcher: _Watcher) -> None:
+        watcher.close()
+        quota = self._quotas[sid]
+        quota.watchers -= 1
+        if not quota.watchers:
+            del self._quotas[sid]
 
     async def watch_dir(self, call: rpc.Call, message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=MAX_PENDING)
@@ -330,13 +432,11 @@ class FilesystemService:
                 call.target.touch()
                 yield {"filesystem": event}
         finally:
-            watcher.close()
+            self._release(call.target.sandbox_id, watcher)
 
     async def create_watcher(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         sid = call.target.sandbox_id
         self._expire()
-        if sum(1 for key in self._watchers if key[0] == sid) >= MAX_WATCHERS:
-            raise rpc.ResourceExhausted(f"a sandbox may have at most {MAX_WATCHERS} watchers")
         pending: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_PENDING)
         watcher = await self._watcher(call, message, pending.append)
         watcher.pending = pending
@@ -361,7 +461,7 @@ class FilesystemService:
     async def remove_watcher(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
         key, watcher = self._get(call, message)
         del self._watchers[key]
-        watcher.close()
+        self._release(key[0], watcher)
         return {}
 
     def _expire(self) -> None:
@@ -369,11 +469,11 @@ class FilesystemService:
         for key, watcher in list(self._watchers.items()):
             if now - watcher.polled > WATCHER_IDLE:
                 del self._watchers[key]
-                watcher.close()
+                self._release(key[0], watcher)
 
     def close(self) -> None:
-        for watcher in self._watchers.values():
-            watcher.close()
+        for (sid, _), watcher in list(self._watchers.items()):
+            self._release(sid, watcher)
         self._watchers.clear()
 
 
@@ -404,31 +504,41 @@ def _walk(root: rootfs.RootFS, fd: int, path: str, depth: int, out: list[dict[st
                 os.close(sub)
 
 
-@dataclasses.dataclass
 class _Watcher:
-    """An inotify watch of one directory (and, if recursive, of every directory below it)."""
+    """An inotify watch of one directory (and, if recursive, of every directory below it).
 
-    fs: models.HostFilesystem
-    path: str
-    fd: dataclasses.InitVar[int]
-    recursive: bool
-    include_entry: bool
-    sink: Callable[[dict[str, Any]], None]
-    pending: collections.deque[dict[str, Any]] = dataclasses.field(default_factory=collections.deque)
-    polled: float = 0.0
+    The inotify descriptor is read on the event loop (it never blocks); the events are turned
+    into messages in the pool (`_drain`), one batch at a time so that they keep their order.
+    The descriptor is closed by whichever of `close` and `_drain` comes last, so that no pool
+    thread works on a closed (or reused) descriptor number.
+    """
 
-    def __post_init__(self, fd: int) -> None:
+    def __init__(self, quota: _Quota, recursive: bool, include_entry: bool, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.path = "/"
+        self.recursive = recursive
+        self.include_entry = include_entry
+        self.sink = sink
+        self.pending: collections.deque[dict[str, Any]] = collections.deque()
+        self.polled = 0.0
+        self._quota = quota
         self._ino = inotify.Inotify()
         self._dirs: dict[int, str] = {}
+        self._raw: collections.deque[inotify.Event] = collections.deque(maxlen=MAX_PENDING)
         self._loop: asyncio.AbstractEventLoop | None = None
-        try:
-            self._add(fd, "")
-        except BaseException:
-            self._ino.close()
-            raise
+        self._drainer: asyncio.Task[None] | None = None
+        self._closed = False
 
-    def _add(self, fd: int, rel: str) -> None:
-        wd = self._ino.add_watch(f"/proc/self/fd/{fd}", _WATCH_MASK)
+    def add(self, fd: int, rel: str) -> None:
+        """Watch the directory ``fd`` (named ``rel`` below the watched path) and, if
+        recursive, every directory below it. Runs in a pool thread as the watcher's user."""
+        self._quota.take_watch()
+        try:
+            wd = self._ino.add_watch(f"/proc/self/fd/{fd}", _WATCH_MASK)
+        except BaseException:
+            self._quota.give_watches(1)
+            raise
+        if wd in self._dirs:
+            self._quota.give_watches(1)  # the same directory again (a bind mount, a race)
         self._dirs[wd] = rel
         if not self.recursive:
             return
@@ -444,14 +554,16 @@ class _Watcher:
             except OSError:
                 continue
             try:
-                self._add(sub, posixpath.join(rel, name))
+                self.add(sub, posixpath.join(rel, name))
             except OSError:
                 pass
             finally:
                 os.close(sub)
 
-    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop, io: iopool.IOPool, call: rpc.Call) -> None:
         self._loop = loop
+        self._io = io
+        self._call = dataclasses.replace(call, deadline=None)  # the call that made it is over
         self.polled = loop.time()
         loop.add_reader(self._ino.fd, self._on_readable)
 
@@ -460,12 +572,38 @@ class _Watcher:
             events = self._ino.read()
         except OSError:
             return
-        for event in events:
-            self._handle(event)
+        self._raw.extend(events)
+        if events and self._drainer is None and self._loop is not None:
+            self._drainer = self._loop.create_task(self._drain())
 
-    def _handle(self, event: inotify.Event) -> None:
+    async def _drain(self) -> None:
+        """Turn the queued events into messages in the pool, batch after batch, in order."""
+        try:
+            while self._raw and not self._closed:
+                batch = list(self._raw)
+                self._raw.clear()
+                try:
+                    out = await in_pool(self._io, self._call, lambda access: self._messages(access, batch))
+                except rpc.AgentError:
+                    continue  # the sandbox is gone or its files hang: these events are lost
+                for message in out:
+                    if not self._closed:
+                        self.sink(message)
+        finally:
+            self._drainer = None
+            if self._closed:
+                self._close_inotify()
+
+    def _messages(self, access: Access, batch: list[inotify.Event]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for event in batch:
+            self._handle(access.root, event, out)
+        return out
+
+    def _handle(self, root: rootfs.RootFS, event: inotify.Event, out: list[dict[str, Any]]) -> None:
         if event.mask & inotify.IN_IGNORED:
-            self._dirs.pop(event.wd, None)
+            if self._dirs.pop(event.wd, None) is not None:
+                self._quota.give_watches(1)
             return
         base = self._dirs.get(event.wd)
         if base is None or event.mask & inotify.IN_Q_OVERFLOW:
@@ -480,7 +618,7 @@ class _Watcher:
         if mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO):
             kind = "EVENT_TYPE_CREATE"
             if self.recursive and mask & inotify.IN_ISDIR:
-                self._add_new(name)
+                self._add_new(root, name, out)
         elif mask & (inotify.IN_MODIFY | inotify.IN_CLOSE_WRITE):
             if mask & inotify.IN_CLOSE_WRITE and not mask & inotify.IN_MODIFY:
                 return  # the writes were reported already
@@ -493,42 +631,42 @@ class _Watcher:
             kind = "EVENT_TYPE_CHMOD"
         else:
             return
-        self._emit(name, kind)
+        self._emit(root, name, kind, out)
 
-    def _emit(self, name: str, kind: str) -> None:
-        out: dict[str, Any] = {"name": name, "type": kind}
-        if self.include_entry and kind not in (
-            "EVENT_TYPE_REMOVE",
-            "EVENT_TYPE_RENAME",
-        ):
-            with (
-                contextlib.suppress(OSError, rpc.AgentError),
-                rootfs.RootFS(self.fs) as root,
-            ):
-                out["entry"] = entry_info(root, posixpath.join(self.path, name))
-        self.sink(out)
+    def _emit(self, root: rootfs.RootFS, name: str, kind: str, out: list[dict[str, Any]]) -> None:
+        message: dict[str, Any] = {"name": name, "type": kind}
+        if self.include_entry and kind not in ("EVENT_TYPE_REMOVE", "EVENT_TYPE_RENAME"):
+            with contextlib.suppress(OSError, rpc.AgentError):
+                message["entry"] = entry_info(root, posixpath.join(self.path, name))
+        out.append(message)
 
-    def _add_new(self, rel: str) -> None:
+    def _add_new(self, root: rootfs.RootFS, rel: str, out: list[dict[str, Any]]) -> None:
         """Watch a directory that just appeared, and report what was made in it before its
         watch existed (``mkdir d && touch d/f`` can be faster than the event loop)."""
-        with contextlib.suppress(OSError), rootfs.RootFS(self.fs) as root:
-            fd = root.open(
-                posixpath.join(self.path, rel),
-                os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW,
-            )
+        with contextlib.suppress(OSError, rpc.AgentError):
+            fd = root.open(posixpath.join(self.path, rel), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
-                self._add(fd, rel)
+                self.add(fd, rel)
                 early = _names_below(fd, rel)
             finally:
                 os.close(fd)
             for name in early:
-                self._emit(name, "EVENT_TYPE_CREATE")
+                self._emit(root, name, "EVENT_TYPE_CREATE", out)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._loop is not None and not self._loop.is_closed() and self._ino.fd >= 0:
+            self._loop.remove_reader(self._ino.fd)
+        if self._drainer is None:
+            self._close_inotify()
+
+    def _close_inotify(self) -> None:
         if self._ino.fd >= 0:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._ino.fd)
             self._ino.close()
+            self._quota.give_watches(len(self._dirs))
+            self._dirs.clear()
 
 
 def _names_below(fd: int, rel: str) -> list[str]:

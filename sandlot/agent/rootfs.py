@@ -12,8 +12,17 @@ Paths the clients give are normalised lexically first (relative ones against the
 into the sandbox-absolute form that the replies show; the kernel then does the real
 resolution.
 
-Users: the sandbox's own ``/etc/passwd`` and ``/etc/group`` (read through the same resolution)
-give a user's uid, gid and home; uid ``u`` inside is ``uid_base + u`` on the host.
+Opening never blocks: the path is first opened ``O_PATH`` (which opens nothing: no FIFO
+waits for a writer, no device driver runs), `os.fstat` tells what it is, and only a regular
+file is then opened for reading or writing, through its ``/proc/self/fd`` link, so the file
+checked is the file opened even if sandbox code renames another into place meanwhile. FIFOs,
+sockets and devices are `NotARegularFile`. A new file is made with ``O_CREAT | O_EXCL``, which
+makes a regular file or fails; when that fails on a dangling symlink, the link is followed by
+hand (its parent's real place from ``/proc/self/fd``, then its target), as the kernel would.
+
+Users: the sandbox's own ``/etc/passwd`` and ``/etc/group`` (read through the same resolution,
+regular files of at most `MAX_ETC` bytes) give a user's uid, gid, groups and home; uid ``u``
+inside is ``uid_base + u`` on the host.
 """
 
 from __future__ import annotations
@@ -27,20 +36,38 @@ import stat as stats
 import struct
 from collections.abc import Iterator
 
+from sandlot.agent import credentials
 from sandlot.runtime import models
 
-__all__ = ["RootFS", "UnknownUser", "User"]
+__all__ = ["MAX_ETC", "NotARegularFile", "RootFS", "UnknownUser", "User"]
 
 _SYS_OPENAT2 = 437  # x86_64 and aarch64 alike
 _RESOLVE_NO_MAGICLINKS = 0x02
 _RESOLVE_IN_ROOT = 0x10
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
-_MAX_ETC = 4 * 1024 * 1024
+MAX_ETC = 1024 * 1024
+"""The largest ``/etc/passwd`` or ``/etc/group`` read; a larger one counts as missing."""
+_REOPEN_ATTEMPTS = 40
+"""Links followed and races retried before giving up (the kernel follows 40 links)."""
+_KINDS = {
+    stats.S_IFIFO: "a FIFO",
+    stats.S_IFSOCK: "a socket",
+    stats.S_IFCHR: "a character device",
+    stats.S_IFBLK: "a block device",
+    stats.S_IFLNK: "a symbolic link to nothing",
+}
 
 
 class UnknownUser(LookupError):
     pass
+
+
+class NotARegularFile(OSError):
+    """The path names a FIFO, socket or device: the files API reads and writes only files."""
+
+    def __init__(self, path: str, mode: int) -> None:
+        super().__init__(errno.EINVAL, f"is {_KINDS.get(stats.S_IFMT(mode), 'not a regular file')}", path)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,8 +164,57 @@ class RootFS:
         finally:
             os.close(pfd)
 
-    def make_dirs(self, path: str, user: User, *, exist_ok: bool = True) -> bool:
-        """Make ``path`` and missing parents, owned by ``user``; False if it already existed."""
+    def open_file(self, path: str, flags: int, mode: int = 0o644) -> int:
+        """Open the regular file ``path`` for reading or writing, without ever blocking.
+
+        ``flags`` are `os.open` flags; with ``O_CREAT`` a missing file is made (owned by the
+        calling thread's fsuid and fsgid). Raises `NotARegularFile` for anything but a file,
+        `IsADirectoryError` for a directory, and the usual OSErrors.
+        """
+        reopen = (flags & ~(os.O_CREAT | os.O_EXCL)) | os.O_NOCTTY | os.O_CLOEXEC
+        for _ in range(_REOPEN_ATTEMPTS):
+            try:
+                handle = self.open(path, os.O_PATH)
+            except FileNotFoundError:
+                if not flags & os.O_CREAT:
+                    raise
+                try:
+                    return self.open(path, reopen | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+                except FileExistsError:
+                    path = self._dangling_target(path) or path  # or made meanwhile: look again
+                    continue
+            try:
+                st = os.fstat(handle)
+                if stats.S_ISDIR(st.st_mode):
+                    raise IsADirectoryError(errno.EISDIR, "is a directory", path)
+                if not stats.S_ISREG(st.st_mode):
+                    raise NotARegularFile(path, st.st_mode)
+                return os.open(f"/proc/self/fd/{handle}", reopen)
+            finally:
+                os.close(handle)
+        raise NotARegularFile(path, stats.S_IFLNK)
+
+    def _dangling_target(self, path: str) -> str | None:
+        """Where the symlink ``path`` points, as a sandbox path; None if it is no symlink."""
+        pfd, name = self.parent(path)
+        try:
+            try:
+                target = os.readlink(name, dir_fd=pfd)
+            except OSError:
+                return None
+            if target.startswith("/"):
+                return target
+            top = os.readlink(f"/proc/self/fd/{self.fd}").rstrip("/")
+            here = os.readlink(f"/proc/self/fd/{pfd}")
+            if here != top and not here.startswith(top + "/"):
+                return None
+            return f"{here[len(top):]}/{target}"
+        finally:
+            os.close(pfd)
+
+    def make_dirs(self, path: str, *, exist_ok: bool = True) -> bool:
+        """Make ``path`` and missing parents (owned by the calling thread's fsuid and fsgid);
+        False if it already existed."""
         parts = [p for p in path.split("/") if p]
         current = ""
         created = False
@@ -153,26 +229,38 @@ class RootFS:
                     if i == len(parts) - 1 and not exist_ok:
                         raise
                     continue
-                os.chown(part, *self.host_ids(user), dir_fd=pfd, follow_symlinks=False)
                 created = True
             finally:
                 os.close(pfd)
         return created
 
-    def host_ids(self, user: User) -> tuple[int, int]:
-        return self.uid_base + user.uid, self.uid_base + user.gid
-
     # -- users ---------------------------------------------------------------------------
 
+    def identity(self, user: User) -> credentials.Identity:
+        """The host ids that ``user`` acts with: uid, gid and the groups ``/etc/group`` lists."""
+        groups = {user.gid}
+        for fields in self._read_etc("group"):
+            if len(fields) >= 4 and fields[2].isdigit() and user.name in fields[3].split(","):
+                groups.add(int(fields[2]))
+        return credentials.Identity(
+            uid=self.uid_base + user.uid,
+            gid=self.uid_base + user.gid,
+            groups=tuple(sorted(self.uid_base + g for g in groups)),
+            root=user.uid == 0,
+        )
+
     def _read_etc(self, name: str) -> Iterator[list[str]]:
+        """The lines of ``/etc/<name>``; none if it is not a regular file of at most MAX_ETC."""
         try:
-            fd = self.open(f"/etc/{name}", os.O_RDONLY)
+            fd = self.open_file(f"/etc/{name}", os.O_RDONLY)
         except OSError:
             return
         try:
-            data = os.read(fd, _MAX_ETC)
+            data = os.read(fd, MAX_ETC + 1)
         finally:
             os.close(fd)
+        if len(data) > MAX_ETC:
+            return
         for line in data.decode("utf-8", "replace").splitlines():
             if line and not line.startswith("#"):
                 yield line.split(":")

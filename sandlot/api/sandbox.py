@@ -10,19 +10,17 @@ over Connect (`sandlot.api.connect`), ``/files`` and ``/health``. Any other port
 that port at the sandbox's address, streaming both ways; a refused connection is 502 "The
 sandbox is running but port is not open", the text E2B's SDK keys on.
 
-Signed ``/files`` URLs carry no access token; they are checked against the sandbox's token,
-which the app learns from ``access_token_of`` (the resolver cannot hand it out before the
-request is authenticated). Without it, signed URLs are refused with 401.
+Signed ``/files`` URLs carry no access token; they are checked (`files.check_signature`)
+against the sandbox's token, which the app learns from ``access_token_of`` (the resolver cannot
+hand it out before the request is authenticated). Without it, signed URLs are refused with 401.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import logging
 import re
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -109,10 +107,10 @@ def create_sandbox_app(resolver: target.Resolver, *, access_token_of: TokenLooku
     }
 
     async def get_files(request: Request) -> Response:
-        return await files.download(request, call(request.scope, None))
+        return await files.download(request, call(request.scope, None), fs.io)
 
     async def post_files(request: Request) -> Response:
-        return await files.upload(request, call(request.scope, None))
+        return await files.upload(request, call(request.scope, None), fs.io)
 
     async def health(request: Request) -> Response:
         return Response(status_code=204)
@@ -168,7 +166,7 @@ class SandboxPlane:
         except target.TokenRejected:
             await _error(scope, receive, send, 401, "invalid or missing access token for this sandbox")
             return
-        except _SignatureError as exc:
+        except files.SignatureError as exc:
             await _error(scope, receive, send, exc.status, str(exc))
             return
         sandbox.touch()
@@ -195,22 +193,19 @@ class SandboxPlane:
         if sig is None:
             return None
         if self.access_token_of is None:
-            raise _SignatureError(401, "signed URLs are not enabled on this server")
+            raise files.SignatureError(401, "signed URLs are not enabled on this server")
         real = await self.access_token_of(sandbox_id)
         if real is None:
             return None  # a sandbox without a token needs no signature
-        expiration_text = query.get("signature_expiration")
-        expiration = None
-        if expiration_text is not None:
-            if not expiration_text.lstrip("-").isdigit():
-                raise _SignatureError(400, "signature_expiration must be a Unix time in seconds")
-            expiration = int(expiration_text)
-        operation = "read" if request.method in ("GET", "HEAD") else "write"
-        want = files.signature(query.get("path", ""), operation, query.get("username", ""), real, expiration)
-        if not hmac.compare_digest(sig.encode(), want.encode()):
-            raise _SignatureError(401, "invalid signature")
-        if expiration is not None and expiration < time.time():
-            raise _SignatureError(403, "the signature has expired")
+        files.check_signature(
+            sig,
+            sandbox_id=sandbox_id,
+            path=query.get("path", ""),
+            operation="read" if request.method in ("GET", "HEAD") else "write",
+            user=query.get("username", ""),
+            token=real,
+            expiration_text=query.get("signature_expiration"),
+        )
         return real
 
     async def _forward(
@@ -264,12 +259,6 @@ class SandboxPlane:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await response.aclose()
-
-
-class _SignatureError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 def _user(request: Request, default: str) -> str:

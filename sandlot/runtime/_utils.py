@@ -188,13 +188,15 @@ async def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def _proc_files(name: str) -> Iterator[tuple[int, bytes]]:
+def _proc_files(name: str, *, owner: int | None = None) -> Iterator[tuple[int, bytes]]:
     """Each live process's pid with the contents of its ``/proc/<pid>/<name>`` (those that
-    exit while being read are left out)."""
+    exit while being read are left out); only processes of host uid ``owner`` if given."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            if owner is not None and os.stat(f"/proc/{entry}").st_uid != owner:
+                continue
             with open(f"/proc/{entry}/{name}", "rb") as f:
                 data = f.read()
         except OSError:
@@ -214,10 +216,14 @@ def zombie_children(named: str | None = None) -> set[int]:
 
 
 def running_with(*args: bytes) -> set[int]:
-    """Processes (other than this one) whose command line holds ``args`` one after another."""
+    """Processes (other than this one) of our own uid whose command line holds ``args`` one
+    after another. Only our uid's: reading a process's ``cmdline`` takes its memory map's
+    lock, which a sandbox process can hold for as long as it likes, and what we look for
+    (runc, criu) runs as us, never as a sandbox uid."""
     needle = b"\0" + b"\0".join(args) + b"\0"
     me = os.getpid()
-    return {pid for pid, cmdline in _proc_files("cmdline") if pid != me and needle in b"\0" + cmdline}
+    mine = _proc_files("cmdline", owner=os.geteuid())
+    return {pid for pid, cmdline in mine if pid != me and needle in b"\0" + cmdline}
 
 
 def reap_orphans_now(named: str | None = None, among: Collection[int] | None = None) -> None:

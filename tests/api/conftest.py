@@ -9,6 +9,7 @@ the leak census of tests/conftest.py is taken of the server's driver instance.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -107,17 +108,15 @@ class Server:
                 time.sleep(0.5)
 
 
-@pytest.fixture(scope="session")
-def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
-    """The server. It asks for the session's `driver` only so that the driver's end-of-session
-    census runs after the server (a child process of this one) has stopped."""
-    data_dir = data_root / "server"
+@contextlib.contextmanager
+def serving(data_dir: Path, instance: str, subnet: str) -> Iterator[Server]:
+    """A started server of its own (data dir, runc instance name, subnet); at the end every
+    team's sandboxes are killed, the server stopped, and its host objects counted."""
     data_dir.mkdir(mode=0o711)
-    pid = os.getpid()
     env = {
         **os.environ,
-        "SANDLOT_INSTANCE": f"t{pid}s",
-        "SANDLOT_SUBNET": slot.subnet(150),
+        "SANDLOT_INSTANCE": instance,
+        "SANDLOT_SUBNET": subnet,
         "SANDLOT_SPARES": "1",
         "SANDLOT_INTERNET_DEFAULT": "false",
     }
@@ -148,6 +147,14 @@ def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
         raise AssertionError(
             f"the server left host objects behind: {leaks}\n" + "\n".join(problems)
         )
+
+
+@pytest.fixture(scope="session")
+def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
+    """The server. It asks for the session's `driver` only so that the driver's end-of-session
+    census runs after the server (a child process of this one) has stopped."""
+    with serving(data_root / "server", f"t{os.getpid()}s", slot.subnet(150)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -346,18 +346,22 @@ def test_watch_dir_async_stream(plane: Plane, box: Box) -> None:
 def test_signed_urls_and_expiry(plane: Plane, box: Box, sbx: Sandbox) -> None:
     sbx.files.write("/tmp/signed", "secret")
     host = {"Host": f"49983-{box.sandbox_id}.sandlot.test"}
-    url = sbx.download_url("/tmp/signed")
+    url = sbx.download_url("/tmp/signed", use_signature_expiration=60)
     query = url.split("?", 1)[1]
     assert httpx.get(f"{plane.url}/files?{query}", headers=host).text == "secret"
+    forever = sbx.download_url("/tmp/signed")
+    response = httpx.get(f"{plane.url}/files?{forever.split('?', 1)[1]}", headers=host)
+    assert response.status_code == 401 and "signature_expiration" in response.json()["message"]
     expired = sbx.download_url("/tmp/signed", use_signature_expiration=1)
     time.sleep(2.1)
     response = httpx.get(f"{plane.url}/files?{expired.split('?', 1)[1]}", headers=host)
     assert response.status_code == 403
     forged = httpx.get(f"{plane.url}/files", params={"path": "/tmp/signed", "signature": "v1_x"}, headers=host)
     assert forged.status_code == 401
-    upload = sbx.upload_url("/tmp/up")
+    upload = sbx.upload_url("/tmp/up", use_signature_expiration=60)
     assert box.token is not None
-    sig = files.signature("/tmp/up", "write", "", box.token)
+    expiration = int(httpx.URL(upload).params["signature_expiration"])
+    sig = files.signature("/tmp/up", "write", "", box.token, expiration)
     assert sig in httpx.URL(upload).params["signature"]
     response = httpx.post(f"{plane.url}/files?{upload.split('?', 1)[1]}", headers=host, files={"file": ("up", b"UP")})
     assert response.status_code == 200, response.text

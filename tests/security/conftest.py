@@ -1,0 +1,26 @@
+"""A server of the security tests' own, shared by them, with the api tests' helpers.
+
+It is not the api tests' server: both may run in one session, so this one has its own data
+directory, runc instance name and subnet.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandlot.runtime.drivers.runc import RuncDriver
+from tests import slot
+from tests.api.conftest import Server, _server_before_census, cleanup, e2b_env, other_key, serving
+
+__all__ = ["_server_before_census", "cleanup", "e2b_env", "other_key", "server"]
+
+
+@pytest.fixture(scope="session")
+def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
+    """See tests/api/conftest.py `server`."""
+    with serving(data_root / "security-server", f"t{os.getpid()}x", slot.subnet(180)) as srv:
+        yield srv
