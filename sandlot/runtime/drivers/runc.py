@@ -324,9 +324,10 @@ class RuncDriver:
         self._mount_overlay(sbx, sdir)
 
     def _mount_overlay(self, sbx: _Sandbox, sdir: Path) -> None:
-        """The sandbox's root: its template build below, the upper layer of its disk above."""
+        """The sandbox's root: its template build below, the upper layer of its disk above.
+        ``nodev``: a device node in the template or made by the sandbox opens nothing."""
         upper, work = sdir / "disk" / "upper", sdir / "disk" / "work"
-        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay",
+        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay", flags=mounts.MS_NODEV,
                      options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
 
     def _fill_scratch(self, sbx: _Sandbox, scratch: Path) -> None:
