@@ -52,10 +52,12 @@ class Link:
     host_address: str
     address: str
 
-    def hook_args(self) -> list[str]:
-        """Arguments of ``sandlot-init net-hook`` that wire this link into a sandbox."""
+    def hook_args(self, *, ping_groups: tuple[int, int]) -> list[str]:
+        """Arguments of ``sandlot-init net-hook`` that wire this link into a sandbox, and let
+        the host gids ``ping_groups`` (the sandbox's own, first and last) open ICMP datagram
+        sockets there: ping without CAP_NET_RAW."""
         return ["net-hook", "--veth", self.veth, "--host-address", f"{self.host_address}/30",
-                "--address", f"{self.address}/30"]  # fmt: skip
+                "--address", f"{self.address}/30", "--ping-groups", "%d-%d" % ping_groups]  # fmt: skip
 
 
 class Network:

@@ -6,8 +6,8 @@ Security layers, outermost first:
   the host, so a process that escapes the mount namespace owns nothing there;
 - the capability bounding set of Docker's default profile, without CAP_SYS_ADMIN,
   CAP_NET_ADMIN, CAP_SYS_PTRACE and the like, and without CAP_NET_RAW: no raw sockets, while
-  ``ping`` still works through ICMP datagram sockets, which ``net.ipv4.ping_group_range``
-  opens to every group of the sandbox;
+  ``ping`` still works through ICMP datagram sockets, which the network hook opens to every
+  group of the sandbox (``net.ipv4.ping_group_range``);
 - the default-deny seccomp allowlist of `sandlot.runtime.seccomp`;
 - no core dumps (``RLIMIT_CORE`` 0/0): a crash leaves no memory image to fill the disk with;
 - masked and read-only ``/proc`` and ``/sys`` paths;
@@ -93,8 +93,6 @@ def bundle_config(
         "readonlyPaths": _READONLY,
         "rootfsPropagation": "private",
         "seccomp": seccomp.profile(),
-        # The kernel checks the range against the writer's user namespace: only mapped gids.
-        "sysctl": {"net.ipv4.ping_group_range": f"0 {ID_RANGE - 1}"},
     }
     if userns_base is not None:
         namespaces.append({"type": "user"})

@@ -7,10 +7,13 @@ could use them all up and stop every new sandbox on the host.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from sandlot.runtime.drivers.runc import RuncDriver
 
+from tests import conftest
 from tests.runtime.conftest import run
 from tests.security.probes import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, USERS, syscalls
 
@@ -54,3 +57,17 @@ print(*out)
 """, user=user)  # fmt: skip
     assert works.stdout.strip() == "thread fork 7 spawn", works.stderr
 
+
+@conftest.needs_criu
+async def test_the_walls_stand_after_a_restore(driver: RuncDriver, sandbox: str, images: Path) -> None:
+    # CRIU puts back the filter the processes had; runc applies none on restore. The sandbox's
+    # init (which starts every later process) must still be under it.
+    await driver.checkpoint(sandbox_id=sandbox, image_dir=images / "cp")
+    await driver.restore(sandbox_id=sandbox)
+    for user in USERS:
+        answers = await syscalls(driver, sandbox, {
+            "unshare user": ("unshare", CLONE_NEWUSER), "clone3": ("clone3", [88], 88),
+        }, user=user)  # fmt: skip
+        assert answers == {"unshare user": "EPERM", "clone3": "ENOSYS"}
+        after = await run(driver, sandbox, "sh", "-c", "ulimit -H -c; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping", user=user)
+        assert after.stdout.split() == ["0", "ping"], after.stderr

@@ -359,7 +359,7 @@ class RuncDriver:
             hostname=sbx.spec.hostname or sid,
             env={**_DEFAULT_ENV, **template.get("env", {}), **sbx.spec.env},
             limits=sbx.limits,
-            network_hook=link.hook_args() if hook else None,
+            network_hook=self._hook_args(link) if hook else None,
             cgroups_path=self._cgroup(sid),
             criu_config=self._criu_config,
             init_binary=self._init_binary,
@@ -635,7 +635,10 @@ class RuncDriver:
         assert sbx.link is not None
         if not os.path.exists(f"/sys/class/net/{sbx.link.veth}"):
             state = json.dumps({"pid": sbx.init_pid}).encode()
-            await _utils.run(self._init_binary, *sbx.link.hook_args(), input=state)
+            await _utils.run(self._init_binary, *self._hook_args(sbx.link), input=state)
+
+    def _hook_args(self, link: network.Link) -> list[str]:
+        return link.hook_args(ping_groups=(self._owner, self._owner + oci.ID_RANGE - 1))
 
     async def _kill(self, sbx: _Sandbox) -> None:
         """SIGKILL every process of the (frozen) sandbox before it runs again, and reap init."""
