@@ -44,6 +44,9 @@ class RuntimeSettings:
     userns_base: int = 100000
     """First host uid of the 65536 that sandboxes' uids 0..65535 map to; templates are built
     owned by this range."""
+    conntrack_limit: int = 4096
+    """Connections one sandbox may have tracked through the host at once (``ct count``); new
+    ones beyond it are dropped, so no sandbox can fill the host's conntrack table."""
 
     @property
     def templates_dir(self) -> Path:

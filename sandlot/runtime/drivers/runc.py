@@ -181,7 +181,9 @@ class RuncDriver:
         if not _INSTANCE.match(settings.instance):
             raise ValueError(f"instance {settings.instance!r}: use 1-32 of a-z, 0-9 and '-'")
         self.settings = settings
-        self.network = network.Network(instance=settings.instance, subnet=settings.subnet)
+        self.network = network.Network(
+            instance=settings.instance, subnet=settings.subnet, conntrack_limit=settings.conntrack_limit
+        )
         self._root = settings.data_dir / "runc"
         self._sandboxes_dir = settings.data_dir / "sandboxes"
         self._owner = settings.userns_base if settings.userns else 0
