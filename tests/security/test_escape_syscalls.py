@@ -6,10 +6,14 @@ as a bad fd) if it got that far, so EPERM here is the filter's answer.
 
 from __future__ import annotations
 
+import platform
+import signal
+
 import pytest
 
 from sandlot.runtime.drivers.runc import RuncDriver
 
+from tests.runtime.conftest import run
 from tests.security.probes import CLONE_NEWNS, CLONE_NEWUSER, USERS, syscalls
 
 _AT_FDCWD = -100
@@ -53,3 +57,20 @@ async def test_kernel_soft_spots_are_refused(driver: RuncDriver, sandbox: str, u
 async def test_ptrace_stays_for_debuggers(driver: RuncDriver, sandbox: str, user: str) -> None:
     # As in Docker: since Linux 4.8 a traced process cannot get round its seccomp filter.
     assert await syscalls(driver, sandbox, {"traceme": ("ptrace", 0, 0, 0, 0)}, user=user) == {"traceme": "ok"}
+
+
+_I386_GETPID = """
+import ctypes, mmap, os
+code = b"\\xb8\\x14\\x00\\x00\\x00\\xcd\\x80\\xc3"  # mov eax, 20 (getpid in the i386 table); int 0x80; ret
+buf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+buf.write(code)
+getpid32 = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))
+print("answered", getpid32() == os.getpid(), flush=True)
+"""
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="an i386 system call from x86_64 code")
+async def test_the_32_bit_system_call_abi_is_closed(driver: RuncDriver, sandbox: str) -> None:
+    # The compat entry is a second way into the kernel: a 32-bit call kills its caller.
+    call = await run(driver, sandbox, "python3", "-c", _I386_GETPID)
+    assert call.exit.signal == signal.SIGSYS and "answered" not in call.stdout, call
