@@ -18,8 +18,8 @@ named here fails with EPERM. What is left out on purpose, and why:
 - the 32-bit system call ABIs (i386 on x86_64, arm on aarch64): a second entry into the
   kernel with its own compat code and its own history of bugs, which 64-bit programs never
   use. A 32-bit program is killed at its first system call. Covering them would also double
-  the filter, and runc compiles it at every create: ~3 ms of a ~25 ms create for the native
-  arch alone, ~10 ms with both compat arches (BENCHMARKS.md).
+  the filter, and runc compiles it at every create: ~2 ms more than the old deny list for the
+  native arch alone, ~9 ms with the compat arches too (BENCHMARKS.md).
 
 ``ptrace`` stays, as in Docker: since Linux 4.8 a traced process cannot get round its filter,
 and debuggers and ``strace`` are ordinary tools. ``personality`` is limited to the personas
