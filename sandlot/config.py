@@ -47,6 +47,9 @@ class RuntimeSettings:
     criu_timeout: float = 120.0
     """Seconds a checkpoint or restore may take before CRIU is killed and the operation fails
     (the sandbox stays as it was: running, or paused on its checkpoint)."""
+    conntrack_limit: int = 4096
+    """Connections one sandbox may have tracked through the host at once (``ct count``); new
+    ones beyond it are dropped, so no sandbox can fill the host's conntrack table."""
 
     @property
     def templates_dir(self) -> Path:

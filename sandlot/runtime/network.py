@@ -11,7 +11,9 @@ sends passes the host's netfilter hooks:
   sandbox's init, are let back in);
 - ``forward``: a per-sandbox chain, reached through a verdict map keyed by the veth name,
   applies the `NetworkPolicy`; other sandboxes, loopback, link-local (cloud metadata) and
-  multicast are refused before any allow list is read;
+  multicast are refused before any allow list is read, and so is a new connection beyond the
+  sandbox's ``conntrack_limit`` (``ct count``: the rule counts the connections of its own
+  chain, so each sandbox has its own share of the host's conntrack table);
 - ``postrouting``: masquerade to the outside.
 
 runc makes the namespace itself, inside the sandbox's user namespace: CRIU refuses to dump a
@@ -52,10 +54,12 @@ class Link:
     host_address: str
     address: str
 
-    def hook_args(self) -> list[str]:
-        """Arguments of ``sandlot-init net-hook`` that wire this link into a sandbox."""
+    def hook_args(self, *, ping_groups: tuple[int, int]) -> list[str]:
+        """Arguments of ``sandlot-init net-hook`` that wire this link into a sandbox, and let
+        the host gids ``ping_groups`` (the sandbox's own, first and last) open ICMP datagram
+        sockets there: ping without CAP_NET_RAW."""
         return ["net-hook", "--veth", self.veth, "--host-address", f"{self.host_address}/30",
-                "--address", f"{self.address}/30"]  # fmt: skip
+                "--address", f"{self.address}/30", "--ping-groups", "%d-%d" % ping_groups]  # fmt: skip
 
 
 class Network:
@@ -65,8 +69,9 @@ class Network:
     may still be tearing down with its namespace) is not reused at once.
     """
 
-    def __init__(self, *, instance: str, subnet: str) -> None:
+    def __init__(self, *, instance: str, subnet: str, conntrack_limit: int = 4096) -> None:
         self.instance = instance
+        self.conntrack_limit = conntrack_limit
         self.subnet = ipaddress.IPv4Network(subnet)
         if self.subnet.prefixlen > 29:
             raise ValueError(f"subnet {subnet} is too small: it needs room for /30 slots")
@@ -156,6 +161,7 @@ class Network:
             f"add rule {chain} meta nfproto ipv6 drop",
             f"add rule {chain} ip saddr != {link.address} drop",
             f"add rule {chain} ip daddr {_set((*_NEVER, str(self.subnet)))} drop",
+            f"add rule {chain} ct state new ct count over {self.conntrack_limit} drop",
         ]
         if allow := _ipv4(policy.allow):
             rules.append(f"add rule {chain} ip daddr {_set(allow)} accept")

@@ -5,10 +5,11 @@ Security layers, outermost first:
 - a user namespace (when `RuntimeSettings.userns` is on): root inside is an unprivileged uid on
   the host, so a process that escapes the mount namespace owns nothing there;
 - the capability bounding set of Docker's default profile, without CAP_SYS_ADMIN,
-  CAP_NET_ADMIN, CAP_SYS_PTRACE and the like;
-- a seccomp filter written here that refuses the syscalls a sandbox never needs and that have
-  a history of kernel bugs or host-wide effects (module loading, kexec, bpf, perf, keyrings,
-  clock setting, swap, quota, ``open_by_handle_at``...);
+  CAP_NET_ADMIN, CAP_SYS_PTRACE and the like, and without CAP_NET_RAW: no raw sockets, while
+  ``ping`` still works through ICMP datagram sockets, which the network hook opens to every
+  group of the sandbox (``net.ipv4.ping_group_range``);
+- the default-deny seccomp allowlist of `sandlot.runtime.seccomp`;
+- no core dumps (``RLIMIT_CORE`` 0/0): a crash leaves no memory image to fill the disk with;
 - masked and read-only ``/proc`` and ``/sys`` paths;
 - ``no_new_privs`` stays off on purpose: the ``user`` user has passwordless ``sudo`` (as in
   E2B), and sudo is a setuid program. Inside a user namespace that gains nothing on the host.
@@ -23,12 +24,11 @@ interfaces; a ``createRuntime`` hook wires the veth into it.
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sandlot.runtime import cgroups, models
+from sandlot.runtime import cgroups, models, seccomp
 
 __all__ = ["INIT_PATH", "INIT_PORT", "SCRATCH_DIRS", "bundle_config"]
 
@@ -44,24 +44,10 @@ SCRATCH_DIRS = {"tmp": "/tmp", "var-tmp": "/var/tmp", "shm": "/dev/shm"}
 bound inside (the template's working directory, from ``home``, comes on top)."""
 
 _CAPABILITIES = [
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
+    "CAP_KILL", "CAP_AUDIT_WRITE",
 ]  # fmt: skip
-
-_DENIED_SYSCALLS = [
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module",
-    "delete_module", "finit_module", "get_kernel_syms", "init_module", "ioperm", "iopl",
-    "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "name_to_handle_at",
-    "nfsservctl", "open_by_handle_at", "perf_event_open", "query_module", "quotactl",
-    "quotactl_fd", "reboot", "request_key", "settimeofday", "stime", "swapoff", "swapon",
-    "syslog", "uselib", "userfaultfd", "vm86", "vm86old", "_sysctl",
-]  # fmt: skip
-
-_ARCHES = {
-    "x86_64": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-    "aarch64": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
-}
 
 _MASKED = [
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -73,8 +59,6 @@ _MASKED = [
 _READONLY = [
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
 ]  # fmt: skip
-
-_SECCOMP_EPERM = 1
 
 
 def bundle_config(
@@ -108,7 +92,7 @@ def bundle_config(
         "maskedPaths": _MASKED,
         "readonlyPaths": _READONLY,
         "rootfsPropagation": "private",
-        "seccomp": _seccomp(),
+        "seccomp": seccomp.profile(),
     }
     if userns_base is not None:
         namespaces.append({"type": "user"})
@@ -125,7 +109,10 @@ def bundle_config(
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": "/",
             "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "rlimits": [
+                {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile},
+                {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
+            ],
             "noNewPrivileges": scratch is not None,
             "oomScoreAdj": 500,
         },
@@ -180,12 +167,3 @@ def _mounts(init_binary: str, scratch: Path | None, workdir: str) -> list[dict[s
     ]  # fmt: skip
     return mounts
 
-
-def _seccomp() -> dict[str, Any]:
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": _ARCHES.get(platform.machine(), []),
-        "syscalls": [
-            {"names": _DENIED_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": _SECCOMP_EPERM}
-        ],
-    }

@@ -26,8 +26,10 @@ unmounts (lazily if busy) whatever a crashed build left there before removing it
 Why the owners are shifted at build time: a sandbox runs in a user namespace whose uids
 0..65535 are host uids ``userns_base``..``userns_base+65535``. Files owned by host root would look
 like ``nobody`` inside, and root in the sandbox could not write its own ``/etc``. ``chown`` clears
-setuid/setgid bits and the ``security.capability`` xattr (``ping``'s ``cap_net_raw``), so the
-shift puts them back. Shifting once per template is cheaper than idmapped mounts per sandbox and
+setuid/setgid bits, which the shift puts back, and the ``security.capability`` xattr, which it
+leaves cleared: a sandbox holds no CAP_NET_RAW, and a file capability outside the bounding set
+makes exec fail with EPERM, so ``ping`` works only without its ``cap_net_raw`` (it falls back to
+ICMP datagram sockets, see `sandlot.runtime.oci`). Shifting once per template is cheaper than idmapped mounts per sandbox and
 works on every kernel and filesystem the cache may live on.
 """
 
@@ -501,9 +503,9 @@ def _stop(process: subprocess.Popen[str]) -> None:
 def shift_ownership(root: Path, shift: int, progress: Callable[[int], None] | None = None) -> int:
     """Add `shift` to the owner and group of every file under `root`; return their disk usage.
 
-    One pass over the tree. Hard-linked files are changed once. Setuid/setgid bits and the
-    ``security.capability`` xattr, which ``chown`` clears, are put back. With ``shift=0`` nothing
-    is changed and only the size is computed.
+    One pass over the tree. Hard-linked files are changed once. Setuid/setgid bits, which
+    ``chown`` clears, are put back. File capabilities are removed, whatever the shift: no
+    sandbox could use them (see the module docstring). With ``shift=0`` owners and modes stay.
 
     Args:
         progress: called with the number of files done so far, every 4096 files.
@@ -524,6 +526,8 @@ def shift_ownership(root: Path, shift: int, progress: Callable[[int], None] | No
         done += 1
         if progress is not None and done % 4096 == 0:
             progress(done)
+        if stat.S_ISREG(st.st_mode):
+            _drop_capabilities(path)
         if shift == 0:
             continue
         if st.st_uid >= ID_RANGE or st.st_gid >= ID_RANGE:
@@ -531,20 +535,18 @@ def shift_ownership(root: Path, shift: int, progress: Callable[[int], None] | No
                 f"{path} is owned by {st.st_uid}:{st.st_gid}; a sandbox maps only ids 0..{ID_RANGE - 1} "
                 "(fix the spec's commands so they do not create such files)"
             )
-        regular = stat.S_ISREG(st.st_mode)
-        capabilities = None
-        if regular:
-            try:
-                capabilities = os.getxattr(path, _CAPABILITY_XATTR, follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
-                    raise
         os.lchown(path, st.st_uid + shift, st.st_gid + shift)
         if st.st_mode & (stat.S_ISUID | stat.S_ISGID) and not stat.S_ISLNK(st.st_mode):
             os.chmod(path, stat.S_IMODE(st.st_mode))
-        if capabilities is not None:
-            os.setxattr(path, _CAPABILITY_XATTR, capabilities, follow_symlinks=False)
     return size
+
+
+def _drop_capabilities(path: str) -> None:
+    try:
+        os.removexattr(path, _CAPABILITY_XATTR, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.ENODATA, errno.ENOTSUP):
+            raise
 
 
 def _walk(root: Path) -> Iterator[tuple[str, os.stat_result]]:

@@ -49,7 +49,7 @@ __all__ = [
     "load_file",
 ]
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2
 """Bump whenever the builder changes what it puts in a rootfs: every template then rebuilds."""
 
 BUILTIN_SPECS_DIR = Path(__file__).parent / "specs"

@@ -223,6 +223,15 @@ def test_wires_both_ends(run_hook, netns, slots, userns: bool) -> None:
     assert _guarded_ipv6_sysctls() == guarded, "the hook changed an IPv6 setting of the host's own links"
 
 
+def test_ping_groups_open_icmp_sockets_to_the_sandboxs_gids(run_hook, netns, slots) -> None:
+    pid, slot = netns(), slots()
+    host_range = _sysctl("/proc/sys/net/ipv4/ping_group_range")
+    r = run_hook([*slot.args(), "--ping-groups", "100000-165535"], _state(pid))
+    assert (r.returncode, r.stderr) == (0, "")
+    assert _sysctl("/proc/sys/net/ipv4/ping_group_range", pid=pid).split() == ["100000", "165535"]
+    assert _sysctl("/proc/sys/net/ipv4/ping_group_range") == host_range
+
+
 def test_host_reaches_a_server_in_the_sandbox(run_hook, netns, slots) -> None:
     pid, slot = netns(), slots()
     assert run_hook(slot.args(), _state(pid)).returncode == 0
@@ -367,12 +376,15 @@ def test_pid_is_found_with_whitespace(run_hook, netns, slots) -> None:
         ["--veth", "nhtu", "--veth", "nhtv", "--host-address", "10.197.0.1/30", "--address", "10.197.0.2/30"],
         ["--veth", "nhtu", "--host-address", "10.197.0.1/30", "--address", "10.197.0.2/30", "--mtu", "1400"],
         ["--veth", "nhtu", "--host-address", "10.197.0.1/30", "--address"],
+        ["--veth", "nhtu", "--host-address", "10.197.0.1/30", "--address", "10.197.0.2/30", "--ping-groups", "9-1"],
+        ["--veth", "nhtu", "--host-address", "10.197.0.1/30", "--address", "10.197.0.2/30", "--ping-groups", "-1-5"],
+        ["--veth", "nhtu", "--host-address", "10.197.0.1/30", "--address", "10.197.0.2/30", "--ping-groups", "1 5"],
     ],
     ids=[
         "no-prefix", "prefix-33", "prefix-31", "other-subnet", "prefix-mismatch", "broadcast",
         "same-address", "bad-octet", "ipv6", "prefix-not-a-number", "leading-space", "name-16-bytes",
         "name-empty", "name-slash", "name-template", "missing-option", "twice", "unknown-option",
-        "missing-value",
+        "missing-value", "ping-groups-reversed", "ping-groups-negative", "ping-groups-space",
     ],
 )  # fmt: skip
 def test_usage_errors_exit_2(run_hook, netns, args: list[str]) -> None:

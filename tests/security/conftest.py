@@ -1,7 +1,8 @@
-"""A server of the security tests' own, shared by them, with the api tests' helpers.
+"""The security tests' fixtures: a server of their own, and the runtime tests' sandboxes.
 
-It is not the api tests' server: both may run in one session, so this one has its own data
-directory, runc instance name and subnet.
+The server is not the api tests' server: both may run in one session, so this one has its own
+data directory, runc instance name and subnet. The escape group runs on the runtime tests'
+sandboxes: a real runc driver, real sandboxes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,19 @@ import pytest
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
 from tests.api.conftest import Server, _server_before_census, cleanup, e2b_env, other_key, serving
+from tests.runtime.conftest import make_sandbox, sandbox
+from tests.runtime.test_checkpoint import images
 
-__all__ = ["_server_before_census", "cleanup", "e2b_env", "other_key", "server"]
+__all__ = [
+    "_server_before_census",
+    "cleanup",
+    "e2b_env",
+    "images",
+    "make_sandbox",
+    "other_key",
+    "sandbox",
+    "server",
+]
 
 
 @pytest.fixture(scope="session")

@@ -181,7 +181,9 @@ class RuncDriver:
         if not _INSTANCE.match(settings.instance):
             raise ValueError(f"instance {settings.instance!r}: use 1-32 of a-z, 0-9 and '-'")
         self.settings = settings
-        self.network = network.Network(instance=settings.instance, subnet=settings.subnet)
+        self.network = network.Network(
+            instance=settings.instance, subnet=settings.subnet, conntrack_limit=settings.conntrack_limit
+        )
         self._root = settings.data_dir / "runc"
         self._sandboxes_dir = settings.data_dir / "sandboxes"
         self._owner = settings.userns_base if settings.userns else 0
@@ -324,9 +326,10 @@ class RuncDriver:
         self._mount_overlay(sbx, sdir)
 
     def _mount_overlay(self, sbx: _Sandbox, sdir: Path) -> None:
-        """The sandbox's root: its template build below, the upper layer of its disk above."""
+        """The sandbox's root: its template build below, the upper layer of its disk above.
+        ``nodev``: a device node in the template or made by the sandbox opens nothing."""
         upper, work = sdir / "disk" / "upper", sdir / "disk" / "work"
-        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay",
+        mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay", flags=mounts.MS_NODEV,
                      options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
 
     def _fill_scratch(self, sbx: _Sandbox, scratch: Path) -> None:
@@ -358,7 +361,7 @@ class RuncDriver:
             hostname=sbx.spec.hostname or sid,
             env={**_DEFAULT_ENV, **template.get("env", {}), **sbx.spec.env},
             limits=sbx.limits,
-            network_hook=link.hook_args() if hook else None,
+            network_hook=self._hook_args(link) if hook else None,
             cgroups_path=self._cgroup(sid),
             criu_config=self._criu_config,
             init_binary=self._init_binary,
@@ -634,7 +637,10 @@ class RuncDriver:
         assert sbx.link is not None
         if not os.path.exists(f"/sys/class/net/{sbx.link.veth}"):
             state = json.dumps({"pid": sbx.init_pid}).encode()
-            await _utils.run(self._init_binary, *sbx.link.hook_args(), input=state)
+            await _utils.run(self._init_binary, *self._hook_args(sbx.link), input=state)
+
+    def _hook_args(self, link: network.Link) -> list[str]:
+        return link.hook_args(ping_groups=(self._owner, self._owner + oci.ID_RANGE - 1))
 
     async def _kill(self, sbx: _Sandbox) -> None:
         """SIGKILL every process of the (frozen) sandbox before it runs again, and reap init."""

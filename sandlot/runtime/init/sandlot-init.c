@@ -3,6 +3,7 @@
  *
  * Usage: sandlot-init --listen ADDR:PORT --token-fd N [--ready-fd M]
  *        sandlot-init net-hook --veth NAME --host-address A.B.C.D/N --address A.B.C.D/N
+ *                              [--ping-groups LOW-HIGH]
  *
  * The second form is a runc createRuntime hook that wires the sandbox's network; it has
  * nothing to do with being PID 1 and is described in its own section, "net-hook mode", below.
@@ -1397,6 +1398,7 @@ static void shutdown_and_exit(void)
 /* ============================================================== net-hook mode */
 /*
  * sandlot-init net-hook --veth NAME --host-address A.B.C.D/N --address A.B.C.D/N
+ *                      [--ping-groups LOW-HIGH]
  *
  * Why it exists
  * -------------
@@ -1417,6 +1419,10 @@ static void shutdown_and_exit(void)
  *   4. setns() into the sandbox's namespace and, on a new rtnetlink socket (a socket stays in
  *      the namespace it was made in): lo up, disable IPv6 on eth0, add the address, eth0 up,
  *      default route via the host address.
+ *   5. With --ping-groups, set net.ipv4.ping_group_range there: the groups that may open ICMP
+ *      datagram sockets, which is how ping works without CAP_NET_RAW. LOW and HIGH are host
+ *      gids (the kernel reads them in the writer's user namespace, the host's here). CRIU
+ *      does not carry the range over a checkpoint, so every restore needs this step again.
  * IPv6 is disabled before a link comes up, so that it never gets a link-local address; after
  * setns(), /proc/sys/net shows the calling thread's new namespace, so the same paths serve
  * both sides. The first failure ends the hook with one line on stderr (the step and the errno
@@ -1438,6 +1444,7 @@ struct nh_cidr {
 struct nh_args {
     const char *veth;
     struct nh_cidr host, sandbox;
+    const char *ping_groups; /* "LOW HIGH", or NULL to leave the range alone */
 };
 
 typedef union {
@@ -1459,7 +1466,7 @@ static void nh_usage(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     va_end(ap);
     fprintf(stderr, "\nusage: sandlot-init net-hook --veth NAME --host-address A.B.C.D/N"
-                    " --address A.B.C.D/N\n");
+                    " --address A.B.C.D/N [--ping-groups LOW-HIGH]\n");
     exit(2);
 }
 
@@ -1699,11 +1706,12 @@ static void nh_check_subnet(const struct nh_args *a)
 
 static void nh_parse_args(int argc, char **argv, struct nh_args *a)
 {
-    const char *veth = NULL, *host = NULL, *sandbox = NULL;
+    const char *veth = NULL, *host = NULL, *sandbox = NULL, *ping = NULL;
     for (int i = 1; i < argc; i += 2) {
         const char **slot = strcmp(argv[i], "--veth") == 0           ? &veth
                             : strcmp(argv[i], "--host-address") == 0 ? &host
                             : strcmp(argv[i], "--address") == 0      ? &sandbox
+                            : strcmp(argv[i], "--ping-groups") == 0  ? &ping
                                                                      : NULL;
         if (!slot)
             nh_usage("unknown argument '%s'", argv[i]);
@@ -1722,6 +1730,17 @@ static void nh_parse_args(int argc, char **argv, struct nh_args *a)
     nh_parse_cidr("--host-address", host, &a->host);
     nh_parse_cidr("--address", sandbox, &a->sandbox);
     nh_check_subnet(a);
+    a->ping_groups = NULL;
+    if (ping) {
+        static char range[32];
+        unsigned low, high;
+        int end = 0;
+        if (sscanf(ping, "%10u-%10u%n", &low, &high, &end) != 2 || ping[end] || ping[0] < '0' || ping[0] > '9'
+            || low > high)
+            nh_usage("--ping-groups: want LOW-HIGH, two gids with LOW <= HIGH, not '%s'", ping);
+        snprintf(range, sizeof range, "%u %u", low, high);
+        a->ping_groups = range;
+    }
 }
 
 /* Step 1: the container's pid from the state JSON runc writes on stdin. */
@@ -1780,18 +1799,24 @@ static int nh_open_netns(pid_t pid)
     return fd;
 }
 
+static void nh_write_sysctl(const char *path, const char *value)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        nh_fail(errno, "opening %s", path);
+    ssize_t len = (ssize_t)strlen(value);
+    if (write(fd, value, (size_t)len) != len)
+        nh_fail(errno, "writing '%s' to %s", value, path);
+    close(fd);
+}
+
 static void nh_disable_ipv6(const char *ifname)
 {
     char path[96];
     snprintf(path, sizeof path, "/proc/sys/net/ipv6/conf/%s/disable_ipv6", ifname);
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0 && errno == ENOENT && access("/proc/sys/net/ipv6", F_OK) < 0)
+    if (access(path, F_OK) < 0 && errno == ENOENT && access("/proc/sys/net/ipv6", F_OK) < 0)
         return; /* a kernel without IPv6: nothing to disable */
-    if (fd < 0)
-        nh_fail(errno, "disabling IPv6 on %s: opening %s", ifname, path);
-    if (write(fd, "1", 1) != 1)
-        nh_fail(errno, "disabling IPv6 on %s: writing %s", ifname, path);
-    close(fd);
+    nh_write_sysctl(path, "1");
 }
 
 /* Steps 3 and 4: IPv6 off, the address on, the link up. Returns the link's index. */
@@ -1845,6 +1870,8 @@ static void nh_sandbox_side(const struct nh_args *a, int netns_fd, pid_t pid)
     if ((err = nh_add_default_route(nl, eth, a->host.addr)))
         nh_fail(err, "adding the default route via %s on %s", inet_ntoa(a->host.addr), NH_PEER);
     close(nl);
+    if (a->ping_groups)
+        nh_write_sysctl("/proc/sys/net/ipv4/ping_group_range", a->ping_groups);
 }
 
 static int net_hook_main(int argc, char **argv)
