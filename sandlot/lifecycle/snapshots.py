@@ -1,7 +1,8 @@
 """The snapshot store: pause checkpoints and named snapshots, on disk and in the database.
 
-Layout under ``<data dir>/snapshots/`` (every directory mode 0710, root and the sandboxes' uid
-range: CRIU restores read memory images from inside the sandbox's user namespace)::
+Layout under ``<data dir>/snapshots/`` (every directory mode 0710 and every image 0640, owner
+root, group the host gid a sandbox's root maps to: CRIU restores read memory images from inside
+the sandbox's user namespace, `sandlot.runtime.images.seal`; other files 0600)::
 
     <sandbox id>/<kind>-<time>-<random>/   a pause checkpoint (CRIU images) of a live sandbox
     named/<snapshot id>/                   a named snapshot (``POST /sandboxes/{id}/snapshots``)
