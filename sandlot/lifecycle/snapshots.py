@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -99,6 +100,7 @@ class SnapshotStore:
     def open(self) -> None:
         self._private_dir(self.root)
         self._private_dir(self.root / NAMED)
+        self._close_up()
         if self.group:
             for d in self.root.parents:
                 if not os.stat(d).st_mode & 0o001:
@@ -109,6 +111,16 @@ class SnapshotStore:
                         self.root,
                     )
                     break
+
+    def _close_up(self) -> None:
+        """Take from others what earlier servers let them read or enter here (images 0644 in
+        directories 0755): images become 0640 and directories 0710, group `group`."""
+        for path in self.root.rglob("*"):
+            st = path.lstat()
+            if not st.st_mode & 0o007 or stat.S_ISLNK(st.st_mode):
+                continue
+            os.chown(path, 0, self.group)
+            os.chmod(path, 0o710 if stat.S_ISDIR(st.st_mode) else 0o640)
 
     def _private_dir(self, path: Path) -> None:
         path.mkdir(mode=0o710, exist_ok=True)

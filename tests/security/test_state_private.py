@@ -155,9 +155,10 @@ def test_the_database_holds_no_token_or_env_value_in_clear(server: Server, e2b: 
             client.delete("/templates/clear-env")
 
 
-def _downgrade_to_clear(server: Server) -> None:
-    """Make the stopped server's database what a server before sealing left: schema 0002,
-    tokens and environments in clear, files 0644."""
+def _make_old(server: Server) -> None:
+    """Make the stopped server's state what a server before this change left: database schema
+    0002 with tokens and environments in clear, its files 0644; checkpoint images root:root
+    0644 in directories 0755."""
     database = db.Database(db.sqlite_url(server.data_dir))
     with database.engine.begin() as connection:
         config = db.alembic_config(database.url)
@@ -166,9 +167,13 @@ def _downgrade_to_clear(server: Server) -> None:
     database.close()
     for path in server.data_dir.glob("sandlot.db*"):
         path.chmod(0o644)
+    for path in (server.data_dir / "snapshots").rglob("*"):
+        if path.parent.name != "snapshots":  # a checkpoint's directory or image
+            os.chown(path, 0, 0)
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def test_an_old_database_is_sealed_and_its_sandboxes_keep_their_tokens(
+def test_old_state_is_made_private_and_its_sandboxes_keep_their_tokens(
     server: Server, e2b: list[str]
 ) -> None:
     value = f"old-env-{secrets.token_hex(8)}"
@@ -178,7 +183,9 @@ def test_an_old_database_is_sealed_and_its_sandboxes_keep_their_tokens(
     assert token
     assert sbx.pause() is True  # nothing of it runs while the server is down
     assert server.stop() == 0
-    _downgrade_to_clear(server)
+    _make_old(server)
+    checkpoints = server.data_dir / "snapshots" / sbx.sandbox_id
+    assert _private_tree(checkpoints) != []
     assert token.encode() in _db_bytes(server) and value.encode() in _db_bytes(server), (
         "the old schema holds both in clear"
     )
@@ -186,6 +193,7 @@ def test_an_old_database_is_sealed_and_its_sandboxes_keep_their_tokens(
     found = _db_bytes(server)
     assert token.encode() not in found and value.encode() not in found
     assert _mode(server.data_dir / "sandlot.db") == 0o600
+    assert _private_tree(checkpoints) == [], "the old images are made private at start"
     resumed = Sandbox.connect(sbx.sandbox_id, timeout=60)
     assert resumed._envd_access_token == token, "connect gives back the token the client holds"
     assert sbx.commands.run("echo $OLD_SECRET").stdout == f"{value}\n", "the old handle still works"
