@@ -117,10 +117,9 @@ def _lifespan(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-        database = db.Database(settings.database_url)
+        database = await asyncio.to_thread(db.migrated, settings.database_url, settings.state_dir)
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(database.close)
-            await asyncio.to_thread(database.upgrade)
             driver = given
             if driver is None:
                 driver = await stack.enter_async_context(

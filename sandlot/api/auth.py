@@ -20,7 +20,7 @@ from fastapi.security import APIKeyHeader
 from sandlot.api import errors
 from sandlot.store import db, keys, models
 
-__all__ = ["KeyCache", "Team", "team"]
+__all__ = ["KeyCache", "Team", "team", "team_if_any"]
 
 TTL = 5.0
 TOUCH_EVERY = 60.0
@@ -79,7 +79,19 @@ async def team(request: Request, key: str | None = Security(_header)) -> str:
         raise errors.ApiError(
             401, "missing API key: send a team key in the X-API-Key header"
         )
-    cache: KeyCache = request.app.state.keys
+    return await _team_of(request, key)
+
+
+async def team_if_any(request: Request, key: str | None = Security(_header)) -> str | None:
+    """The id of the team whose key the request carries, None when it carries none; 401 for
+    a key that is not valid (a caller who sends one wants to know)."""
+    return await _team_of(request, key) if key else None
+
+
+async def _team_of(request: Request, key: str) -> str:
+    cache: KeyCache | None = getattr(request.app.state, "keys", None)
+    if cache is None:
+        raise errors.ApiError(503, "starting")
     team_id = await cache.team_of(key)
     if team_id is None:
         raise errors.ApiError(401, "invalid or revoked API key")

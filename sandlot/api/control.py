@@ -9,12 +9,14 @@ straight to bytes: ``GET /sandboxes/{id}`` is the hot path.
 from __future__ import annotations
 
 import dataclasses
+import platform
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+import sandlot
 from sandlot.api import auth, errors, models
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import snapshots
@@ -493,22 +495,30 @@ async def delete_snapshot(request: Request, team: Team, snapshot_id: str) -> Res
     include_in_schema=True,
     response_model=models.Health,
     responses={503: {"model": models.Error}},
-    summary="200 when the server and its warm pools are healthy",
+    summary="200 when the server and its warm pools are healthy; details with a key",
 )
-async def health(request: Request) -> Response:
-    """``status`` ``ok`` and each pool's figures; 503 while starting, or when a pool's creates
-    keep failing (its ``lastError`` says why)."""
+async def health(request: Request, team: Annotated[str | None, Depends(auth.team_if_any)]) -> Response:
+    """``status`` ``ok``, and nothing else without a key: a probe needs no more, and pool
+    errors and versions tell an attacker what to try. With a team key, each pool's figures
+    and the versions. 503 while starting, or when a pool's creates keep failing (its
+    ``lastError`` says why, to a caller with a key)."""
     if not getattr(request.app.state, "ready", False):
         raise errors.ApiError(503, "starting")
     found = {**request.app.state.executor.health()}
     pool = request.app.state.manager.pool
     if pool is not None:
         found[pool.name] = pool.stats()
+    healthy = all(s.healthy for s in found.values())
+    if team is None:
+        if not healthy:
+            raise errors.ApiError(503, "unhealthy")
+        return _json(models.Health(status="ok"))
     report = models.Health(
-        status="ok" if all(s.healthy for s in found.values()) else "unhealthy",
+        status="ok" if healthy else "unhealthy",
         pools={name: models.PoolHealth.model_validate(dataclasses.asdict(s)) for name, s in found.items()},
+        versions={"sandlot": sandlot.__version__, "envd": ENVD_VERSION, "python": platform.python_version()},
     )
-    if report.status != "ok":
+    if not healthy:
         broken = ", ".join(name for name, s in found.items() if not s.healthy)
         return _json(models.UnhealthyError(code=503, message=f"pools failing: {broken}", **report.model_dump()), 503)
     return _json(report)

@@ -257,8 +257,13 @@ class PoolHealth(_Response):
 
 
 class Health(_Response):
+    """``GET /health``: the status alone without a key; with a team key, the pools and the
+    versions too (the details stay with those who hold a key)."""
+
     status: Literal["ok", "unhealthy"]
-    pools: dict[str, PoolHealth]
+    pools: dict[str, PoolHealth] | None = None
+    versions: dict[str, str] | None = None
+    """*sandlot*: ``sandlot``, ``envd`` (the one reported to SDKs) and ``python``."""
 
 
 class UnhealthyError(Error, Health):

@@ -39,9 +39,7 @@ def _database(data_dir: object) -> db.Database:
 
     settings = serve.settings_for(data_dir)  # type: ignore[arg-type]
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-    database = db.Database(settings.database_url)
-    database.upgrade()
-    return database
+    return db.migrated(settings.database_url, settings.state_dir)
 
 
 @app.command("create")

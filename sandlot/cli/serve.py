@@ -1,8 +1,10 @@
 """``sandlot serve``: the server, both planes on one port.
 
 On the first start it makes a team and an API key and writes the key to ``<data_dir>/api-key``
-(mode 0600: only root reads it); later starts print where it is. uvicorn runs the app and turns
-SIGTERM and Ctrl-C into a clean shutdown (the sandboxes keep running; see `sandlot.api.app`),
+(mode 0600: only root reads it); later starts print where it is. The server's secret key, which
+seals the secrets in the database, is ``<data_dir>/secret-key`` (0600; `sandlot.store.vault`):
+back it up with the database. uvicorn runs the app and turns SIGTERM and Ctrl-C into a clean
+shutdown (the sandboxes keep running; see `sandlot.api.app`),
 which has `SHUTDOWN_DEADLINE` seconds to finish.
 
 The server's modules (FastAPI, SQLAlchemy, uvicorn: most of a second to import) are imported
@@ -56,9 +58,8 @@ def first_key(settings: Settings) -> tuple[Path, bool]:
 
     settings.state_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
     path = settings.state_dir / "api-key"
-    database = db.Database(settings.database_url)
+    database = db.migrated(settings.database_url, settings.state_dir)
     try:
-        database.upgrade()
         if keys.list_keys(database):
             return path, False
         key = keys.create_key(database, keys.default_team(database))
@@ -93,6 +94,10 @@ def serve(
             "[red]sandlot serve must run as root[/] (it runs sandboxes with runc)"
         )
         raise typer.Exit(1)
+    # Nothing the server makes is writable by others, whatever umask it was started with. The
+    # private files (database, keys, checkpoints) get 0600/0700 modes of their own: a stricter
+    # umask would also strip what sandboxes need (o+x on their directories, 0644 files in them).
+    os.umask(0o022)
     settings = settings_for(data_dir, host=host, port=port)
     path, made = first_key(settings)
     if made:

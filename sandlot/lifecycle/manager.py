@@ -55,6 +55,7 @@ from sandlot.runtime import base, faults, models
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
 from sandlot.store import models as store
+from sandlot.store.vault import Vault
 
 __all__ = ["LiveSandbox", "Metric", "SandboxManager", "new_sandbox_id", "sandbox_pool"]
 
@@ -136,21 +137,27 @@ class LiveSandbox:
         self.last_active = time.monotonic()
 
     @classmethod
-    def from_record(cls, row: store.SandboxRecord) -> LiveSandbox:
+    def from_record(cls, row: store.SandboxRecord, vault: Vault) -> LiveSandbox:
+        """The sandbox of a row, its secrets opened with ``vault``."""
+        token = row.access_token_sealed
         return cls(
             id=row.id, team_id=row.team_id, template=row.template, alias=row.alias,
-            metadata=dict(row.metadata_), env_vars=dict(row.env_vars), started_at=row.started_at,
-            end_at=row.end_at, state=row.state, access_token=row.access_token, secure=row.secure,
+            metadata=dict(row.metadata_), env_vars=vault.unseal(row.env_vars_sealed, row=f"sandboxes/{row.id}/env_vars"),
+            started_at=row.started_at, end_at=row.end_at, state=row.state, secure=row.secure,
+            access_token=None if token is None else vault.unseal(token, row=f"sandboxes/{row.id}/access_token"),
             auto_pause=row.auto_pause, cpu_count=row.cpu_count, memory_mb=row.memory_mb,
             disk_mb=row.disk_mb, pids=row.pids, allow_internet=row.allow_internet, network=dict(row.network),
             auto_resume=row.auto_resume, timeout=row.timeout, idle_timeout=row.idle_timeout, boot=row.boot,
         )  # fmt: skip
 
-    def to_record(self) -> store.SandboxRecord:
+    def to_record(self, vault: Vault) -> store.SandboxRecord:
+        """Its row, its secrets sealed with ``vault``."""
+        token = self.access_token
         return store.SandboxRecord(
             id=self.id, team_id=self.team_id, template=self.template, alias=self.alias,
-            metadata_=self.metadata, env_vars=self.env_vars, started_at=self.started_at,
-            end_at=self.end_at, state=self.state, access_token=self.access_token, secure=self.secure,
+            metadata_=self.metadata, env_vars_sealed=vault.seal(self.env_vars, row=f"sandboxes/{self.id}/env_vars"),
+            started_at=self.started_at, end_at=self.end_at, state=self.state, secure=self.secure,
+            access_token_sealed=None if token is None else vault.seal(token, row=f"sandboxes/{self.id}/access_token"),
             auto_pause=self.auto_pause, cpu_count=self.cpu_count, memory_mb=self.memory_mb,
             disk_mb=self.disk_mb, pids=self.pids, allow_internet=self.allow_internet, network=self.network,
             auto_resume=self.auto_resume, timeout=self.timeout, idle_timeout=self.idle_timeout, boot=self.boot,
@@ -201,6 +208,8 @@ class SandboxManager:
             settings.state_dir / "snapshots", database, group=rt.userns_base if rt.userns else 0
         )
         """Pause checkpoints and named snapshots."""
+        self.vault = Vault.open(settings.state_dir)
+        """Seals the sandboxes' access tokens and environments in the store."""
         self.changed = asyncio.Event()
         """Set whenever an end time may have moved earlier or a sandbox appeared (timers wake)."""
 
@@ -265,7 +274,7 @@ class SandboxManager:
                     store.SandboxRecord.state != "killed"
                 )
             )
-            return [LiveSandbox.from_record(r) for r in rows]
+            return [LiveSandbox.from_record(r, self.vault) for r in rows]
 
     def _mark_killed(self, ids: Collection[str]) -> None:
         with self.database.session() as session:
@@ -326,7 +335,7 @@ class SandboxManager:
                     "diskSizeMB: leave them out"
                 )
             cpu_count, memory_mb, disk_mb = source.cpu_count, source.memory_mb, source.disk_mb
-            env = {**source.env_vars, **env}
+            env = {**self.vault.unseal(source.env_vars_sealed, row=f"snapshots/{source.id}/env_vars"), **env}
         defaults = rt.default_limits
         try:
             limits = models.Limits(
@@ -429,7 +438,7 @@ class SandboxManager:
 
     def _insert(self, sbx: LiveSandbox) -> None:
         with self.database.session() as session:
-            session.add(sbx.to_record())
+            session.add(sbx.to_record(self.vault))
 
     def _clamp_timeout(self, timeout: int | None) -> int:
         server = self.settings.server
@@ -776,7 +785,7 @@ class SandboxManager:
 
     def _insert_all(self, sandboxes: Iterable[LiveSandbox]) -> None:
         with self.database.session() as session:
-            session.add_all([s.to_record() for s in sandboxes])
+            session.add_all([s.to_record(self.vault) for s in sandboxes])
 
     # -- snapshots -------------------------------------------------------------------------
 
@@ -823,7 +832,8 @@ class SandboxManager:
             fields={
                 "team_id": team_id, "sandbox_id": sbx.id, "template": sbx.template,
                 "memory": memory, "cpu_count": sbx.cpu_count, "memory_mb": sbx.memory_mb,
-                "disk_mb": sbx.disk_mb, "pids": sbx.pids, "env_vars": dict(sbx.env_vars),
+                "disk_mb": sbx.disk_mb, "pids": sbx.pids,
+                "env_vars_sealed": self.vault.seal(sbx.env_vars, row=f"snapshots/{snapshot_id}/env_vars"),
             },
         )  # fmt: skip
         logger.info(

@@ -1,7 +1,8 @@
 """The snapshot store: pause checkpoints and named snapshots, on disk and in the database.
 
-Layout under ``<data dir>/snapshots/`` (every directory mode 0710, root and the sandboxes' uid
-range: CRIU restores read memory images from inside the sandbox's user namespace)::
+Layout under ``<data dir>/snapshots/`` (every directory mode 0710 and every image 0640, owner
+root, group the host gid a sandbox's root maps to: CRIU restores read memory images from inside
+the sandbox's user namespace, `sandlot.runtime.images.seal`; other files 0600)::
 
     <sandbox id>/<kind>-<time>-<random>/   a pause checkpoint (CRIU images) of a live sandbox
     named/<snapshot id>/                   a named snapshot (``POST /sandboxes/{id}/snapshots``)
@@ -34,6 +35,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,6 +100,7 @@ class SnapshotStore:
     def open(self) -> None:
         self._private_dir(self.root)
         self._private_dir(self.root / NAMED)
+        self._close_up()
         if self.group:
             for d in self.root.parents:
                 if not os.stat(d).st_mode & 0o001:
@@ -108,6 +111,16 @@ class SnapshotStore:
                         self.root,
                     )
                     break
+
+    def _close_up(self) -> None:
+        """Take from others what earlier servers let them read or enter here (images 0644 in
+        directories 0755): images become 0640 and directories 0710, group `group`."""
+        for path in self.root.rglob("*"):
+            st = path.lstat()
+            if not st.st_mode & 0o007 or stat.S_ISLNK(st.st_mode):
+                continue
+            os.chown(path, 0, self.group)
+            os.chmod(path, 0o710 if stat.S_ISDIR(st.st_mode) else 0o640)
 
     def _private_dir(self, path: Path) -> None:
         path.mkdir(mode=0o710, exist_ok=True)

@@ -40,14 +40,25 @@ def partial(image_dir: Path) -> Path:
     return image_dir.with_name(image_dir.name + ".partial")
 
 
-def seal(image_dir: Path) -> None:
-    """Make the images in ``partial(image_dir)`` readable to the sandbox's uid range (restore
-    reads some from inside its user namespace), list them in the manifest and move the
-    directory to ``image_dir``, durably."""
+def seal(image_dir: Path, *, group: int) -> None:
+    """Make the images in ``partial(image_dir)`` private, list them in the manifest and move
+    the directory to ``image_dir``, durably.
+
+    Private is mode 0640 (the directory 0710), owner root, group ``group``: the host gid that
+    root inside a user-namespaced sandbox maps to (0 without user namespaces, and then only
+    root reads them). Root-only (0600) is not possible there: CRIU restores each process from
+    inside the sandbox's user namespace, as that process, and it opens its images then (the
+    namespaces', ``mm``, ``fdinfo``, ``pagemap`` and ``pages`` images, the tmpfs archives) with
+    the sandbox root's credentials, which hold no capability over host-root files: with 0600
+    the restore fails with EACCES. Nobody else (no other host user) may read or enter them.
+    """
     source = partial(image_dir)
+    os.chown(source, 0, group)
+    os.chmod(source, 0o710)
     files = {}
     for path in sorted(source.iterdir()):
-        os.chmod(path, 0o644)
+        os.chown(path, 0, group)
+        os.chmod(path, 0o640)
         files[path.name] = {"size": path.stat().st_size, "xxh3": _digest(path)}
     manifest = source / MANIFEST
     fd = os.open(manifest, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)

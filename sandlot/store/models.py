@@ -6,7 +6,9 @@ Sandbox rows stay after the sandbox ends (state ``killed``) as a record of what 
 lookups only ever show live ones. Snapshot rows stay after a delete too (``deleted_at`` set), so
 that a tag, once given, never names a second snapshot.
 
-Times are stored as naive UTC (SQLite has no time zones) and read back as aware UTC datetimes.
+Secrets are stored sealed (`sandlot.store.vault`): a sandbox's access token and environment,
+a snapshot's environment. Times are stored as naive UTC (SQLite has no time zones) and read
+back as aware UTC datetimes.
 """
 
 from __future__ import annotations
@@ -89,14 +91,16 @@ class SandboxRecord(Base):
     template: orm.Mapped[str] = orm.mapped_column(sa.String(200))
     alias: orm.Mapped[str | None] = orm.mapped_column(sa.String(200))
     metadata_: orm.Mapped[dict[str, Any]] = orm.mapped_column("metadata", default=dict)
-    env_vars: orm.Mapped[dict[str, Any]] = orm.mapped_column(default=dict)
+    env_vars_sealed: orm.Mapped[str] = orm.mapped_column(sa.Text())
+    """Its environment variables, sealed (`sandlot.store.vault`) for ``sandboxes/<id>/env_vars``."""
     started_at: orm.Mapped[datetime]
     end_at: orm.Mapped[datetime]
     state: orm.Mapped[str] = orm.mapped_column(sa.String(16))
     """``running``, ``paused`` or ``killed``."""
     ended_at: orm.Mapped[datetime | None]
-    access_token: orm.Mapped[str | None] = orm.mapped_column(sa.String(128))
-    """The sandbox plane's ``X-Access-Token``; None when created ``secure: false``."""
+    access_token_sealed: orm.Mapped[str | None] = orm.mapped_column(sa.Text())
+    """The sandbox plane's ``X-Access-Token``, sealed for ``sandboxes/<id>/access_token``; None
+    when created ``secure: false``."""
     secure: orm.Mapped[bool]
     auto_pause: orm.Mapped[bool] = orm.mapped_column(default=False)
     cpu_count: orm.Mapped[float] = orm.mapped_column(sa.Float())
@@ -146,6 +150,7 @@ class SnapshotRecord(Base):
     memory_mb: orm.Mapped[int]
     disk_mb: orm.Mapped[int]
     pids: orm.Mapped[int]
-    env_vars: orm.Mapped[dict[str, Any]] = orm.mapped_column(default=dict)
+    env_vars_sealed: orm.Mapped[str] = orm.mapped_column(sa.Text())
+    """The environment, sealed for ``snapshots/<id>/env_vars``."""
     created_at: orm.Mapped[datetime]
     deleted_at: orm.Mapped[datetime | None]

@@ -11,7 +11,7 @@ from e2b import Sandbox
 from e2b.exceptions import AuthenticationException, NotFoundException
 from e2b.sandbox.sandbox_api import SandboxQuery, SandboxState
 
-from sandlot.store import models
+from sandlot.store import models, vault
 from tests.api.conftest import Server
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
@@ -43,9 +43,9 @@ def test_create_with_metadata_and_env_vars(server: Server, cleanup: list[str]) -
     database = server.database
     with database.session() as session:
         row = session.get(models.SandboxRecord, sbx.sandbox_id)
-        assert (
-            row is not None and row.env_vars == {"GREETING": "hi"} and row.access_token
-        )
+        assert row is not None and row.access_token_sealed
+        key = vault.Vault.open(server.data_dir)
+        assert key.unseal(row.env_vars_sealed, row=f"sandboxes/{row.id}/env_vars") == {"GREETING": "hi"}
     database.close()
 
 

@@ -612,13 +612,13 @@ class RuncDriver:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(mode=0o700)
         written = images.partial(image_dir)
-        written.mkdir(mode=0o755)
+        written.mkdir(mode=0o700)
         try:
             await self._criu(
                 "checkpoint", "--image-path", str(written), "--work-path", str(work),
                 "--tcp-established", "--leave-running", sid, running=f"{op}.dumping",
             )  # fmt: skip
-            await asyncio.to_thread(images.seal, image_dir)
+            await asyncio.to_thread(images.seal, image_dir, group=self._owner)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, written, True)
             raise
