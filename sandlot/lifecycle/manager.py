@@ -50,7 +50,7 @@ import sqlalchemy as sa
 
 from sandlot.agent import target
 from sandlot.config import Settings
-from sandlot.lifecycle import errors, paging, pools, snapshots
+from sandlot.lifecycle import admission, errors, paging, pools, snapshots
 from sandlot.runtime import base, faults, models
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
@@ -65,6 +65,7 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CLIENT_ID = "sandlot"
 _BUSY_POLL = 1.0
 """Seconds between looks at the processes of a sandbox that is idle but for a command."""
+MiB = admission.MiB
 
 
 def new_sandbox_id() -> str:
@@ -130,6 +131,9 @@ class LiveSandbox:
     """`time.monotonic` of its last activity (not stored: a restart counts as activity)."""
     busy: bool = dataclasses.field(default=False, compare=False)
     """A command started through the API was running at the last idle check."""
+    paused_at: datetime | None = dataclasses.field(default=None, compare=False)
+    """When its checkpoint was made, while paused (not stored: at start, the checkpoint's
+    time); it is ended once that is older than the retention."""
 
     def touch(self) -> None:
         """Record activity now (for the idle timeout)."""
@@ -201,6 +205,8 @@ class SandboxManager:
             settings.state_dir / "snapshots", database, group=rt.userns_base if rt.userns else 0
         )
         """Pause checkpoints and named snapshots."""
+        self.admission = admission.Admission(settings.admission, data_dir=rt.data_dir)
+        """Refuses what the host cannot take (`sandlot.lifecycle.admission`)."""
         self.changed = asyncio.Event()
         """Set whenever an end time may have moved earlier or a sandbox appeared (timers wake)."""
 
@@ -235,6 +241,8 @@ class SandboxManager:
                 else:
                     row.state = "paused"
                 await asyncio.to_thread(self._save_state, row)
+            if row.state == "paused":
+                row.paused_at = await asyncio.to_thread(snapshots.made_at, info.checkpoint)
         if report.missing:
             logger.warning(
                 "lifecycle.reconcile lost %d sandboxes: %s",
@@ -327,14 +335,14 @@ class SandboxManager:
                 )
             cpu_count, memory_mb, disk_mb = source.cpu_count, source.memory_mb, source.disk_mb
             env = {**source.env_vars, **env}
-        defaults = rt.default_limits
+        defaults = rt.default_limits.clamp(rt.max_limits)
         try:
             limits = models.Limits(
                 memory_mb=memory_mb if memory_mb is not None else defaults.memory_mb,
                 cpu_cores=cpu_count if cpu_count is not None else defaults.cpu_cores,
                 pids=source.pids if source is not None else defaults.pids,
                 disk_mb=disk_mb if disk_mb is not None else defaults.disk_mb,
-            ).clamp(rt.max_limits)
+            )
             policy = models.NetworkPolicy(
                 internet=rt.internet_default
                 if allow_internet is None
@@ -344,6 +352,7 @@ class SandboxManager:
             )
         except ValueError as exc:
             raise errors.InvalidRequest(str(exc)) from None
+        admission.check_limits(limits, rt.max_limits, source=f"snapshot {template!r}: " if source else "")
         seconds = self._clamp_timeout(timeout)
         now = _now()
         sbx = LiveSandbox(
@@ -365,6 +374,17 @@ class SandboxManager:
             env=env,
             metadata=sbx.metadata,
         )
+        ask = admission.Ask(
+            "this create", disk=limits.disk_mb * MiB, path=rt.data_dir, memory_mb=limits.memory_mb
+        )
+        with self.admission.admit(ask, await self._usage()):
+            return await self._make(sbx, spec, source, now)
+
+    async def _make(
+        self, sbx: LiveSandbox, spec: models.SandboxSpec, source: store.SnapshotRecord | None, now: datetime
+    ) -> LiveSandbox:
+        """Make ``sbx`` as ``spec`` says (from ``source`` when given) in the runtime, then in the
+        store and memory; its lifetime counts from when it is made, not from ``now``."""
         try:
             if source is not None:
                 create_from = getattr(self.driver, "create_from_snapshot", None)
@@ -393,7 +413,7 @@ class SandboxManager:
             raise
         self._live[sbx.id] = sbx
         self.changed.set()
-        logger.info("lifecycle.create.complete %s team=%s", sbx.id, team_id)
+        logger.info("lifecycle.create.complete %s team=%s", sbx.id, sbx.team_id)
         return sbx
 
     async def _claim(self, spec: models.SandboxSpec) -> str | None:
@@ -584,6 +604,16 @@ class SandboxManager:
         """Restore a paused sandbox (restart it, without ``memory``); False when it was
         running already."""
         timeout = self._clamp_timeout(timeout)
+        if sbx.state != "paused":  # running, or gone: `_restore` says which
+            return await self._restore(sbx, timeout, memory=memory)
+        ask = admission.Ask(
+            "resuming it", disk=sbx.disk_mb * MiB, path=self.settings.runtime.data_dir, memory_mb=sbx.memory_mb
+        )
+        with self.admission.admit(ask, await self._usage()):
+            return await self._restore(sbx, timeout, memory=memory)
+
+    async def _restore(self, sbx: LiveSandbox, timeout: int, *, memory: bool) -> bool:
+        """`_resume` once admitted."""
         if not memory:
             return await self._restart(sbx, timeout, if_paused=True)
         async with self._lock(sbx.id):
@@ -618,7 +648,7 @@ class SandboxManager:
 
     def _running_again(self, sbx: LiveSandbox, boot: str, seconds: int) -> None:
         """After a resume or restart: running, booted so, ending ``seconds`` from now."""
-        sbx.state, sbx.boot, sbx.busy = "running", boot, False
+        sbx.state, sbx.boot, sbx.busy, sbx.paused_at = "running", boot, False, None
         sbx.end_at = _now() + timedelta(seconds=seconds)
         sbx.touch()
 
@@ -646,6 +676,15 @@ class SandboxManager:
 
     async def _pause(self, sbx: LiveSandbox) -> bool:
         """Pause a running sandbox; False when it was paused already."""
+        if sbx.state != "running":  # paused, or gone: `_checkpoint` says which
+            return await self._checkpoint(sbx)
+        rss = await self._memory_in_use(sbx)
+        ask = admission.Ask("pausing it", disk=rss, path=self.snapshots.root, stored=rss)
+        with self.admission.admit(ask, await self._usage(sbx.team_id)):
+            return await self._checkpoint(sbx)
+
+    async def _checkpoint(self, sbx: LiveSandbox) -> bool:
+        """`_pause` once admitted."""
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
                 raise errors.SandboxNotFound(sbx.id)
@@ -667,7 +706,7 @@ class SandboxManager:
             faults.crash_point("pause.stopped")
             self._targets.pop(sbx.id, None)
             self._cpu_samples.pop(sbx.id, None)
-            sbx.state = "paused"
+            sbx.state, sbx.paused_at = "paused", _now()
             await asyncio.to_thread(self._save_state, sbx)
             # Earlier checkpoints (none are expected) are of no use any more.
             await asyncio.to_thread(self.snapshots.remove_checkpoints, sbx.id, image)
@@ -732,6 +771,22 @@ class SandboxManager:
             )
             for c in children
         ]
+        if parent.state != "running":  # paused, or gone: `_fork` says which
+            return await self._fork(parent, children, specs, seconds)
+        images = await self._memory_in_use(parent)
+        ask = admission.Ask(
+            f"forking it {count} times", disk=count * parent.disk_mb * MiB + images,
+            path=self.settings.runtime.data_dir, memory_mb=count * parent.memory_mb,
+        )  # fmt: skip
+        with self.admission.admit(ask, await self._usage()):
+            return await self._fork(parent, children, specs, seconds)
+
+    async def _fork(
+        self, parent: LiveSandbox, children: list[LiveSandbox], specs: list[models.SandboxSpec], seconds: int
+    ) -> list[LiveSandbox]:
+        """`fork` once admitted: ``children`` made as ``specs`` say, in the runtime, the store
+        and memory, or none of them."""
+        fork = self.driver.fork  # type: ignore[attr-defined]
         started = time.monotonic()
         async with self._lock(parent.id):
             if parent.id not in self._live or parent.id in self._ending:
@@ -799,6 +854,19 @@ class SandboxManager:
         take = getattr(self.driver, "snapshot", None)
         if take is None:
             raise errors.NotSupported("this runtime cannot snapshot sandboxes")
+        if sbx.state != "running":  # paused, or gone: `_snapshot` says which
+            return await self._snapshot(sbx, name, memory)
+        stats = await self._stats(sbx)
+        size = stats.disk_bytes if stats else sbx.disk_mb * MiB
+        if memory:
+            size += stats.memory_bytes if stats else sbx.memory_mb * MiB
+        ask = admission.Ask("this snapshot", disk=size, path=self.snapshots.root, stored=size)
+        with self.admission.admit(ask, await self._usage(team_id)):
+            return await self._snapshot(sbx, name, memory)
+
+    async def _snapshot(self, sbx: LiveSandbox, name: str | None, memory: bool) -> store.SnapshotRecord:
+        """`snapshot` once admitted."""
+        take = self.driver.snapshot  # type: ignore[attr-defined]
         started = time.monotonic()
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
@@ -821,7 +889,7 @@ class SandboxManager:
             partial,
             name=name,
             fields={
-                "team_id": team_id, "sandbox_id": sbx.id, "template": sbx.template,
+                "team_id": sbx.team_id, "sandbox_id": sbx.id, "template": sbx.template,
                 "memory": memory, "cpu_count": sbx.cpu_count, "memory_mb": sbx.memory_mb,
                 "disk_mb": sbx.disk_mb, "pids": sbx.pids, "env_vars": dict(sbx.env_vars),
             },
@@ -927,12 +995,48 @@ class SandboxManager:
             )
         ]
 
+    # -- admission -------------------------------------------------------------------------
+
+    async def _usage(self, team_id: str | None = None) -> admission.Usage:
+        """What running sandboxes hold now, and with ``team_id`` what that team's checkpoints
+        and snapshots take, for `admission.Admission.admit`."""
+        running = [s for s in self._live.values() if s.state == "running" and s.id not in self._ending]
+        stats = await asyncio.gather(*(self._stats(s) for s in running))
+        stored = 0
+        if team_id is not None:
+            paused = [s.id for s in self._live.values() if s.team_id == team_id and s.state == "paused"]
+            stored = await asyncio.to_thread(self.snapshots.team_bytes, team_id, paused)
+        now = _now()
+        return admission.Usage(
+            # A sandbox whose figures cannot be read counts its whole disk as reserved.
+            reserved=sum(
+                max(0, s.disk_mb * MiB - (st.disk_bytes if st else 0)) for s, st in zip(running, stats, strict=True)
+            ),
+            memory_mb=sum(s.memory_mb for s in running),
+            retry_after=min(((s.end_at - now).total_seconds() for s in running), default=60),
+            team_stored=stored,
+        )
+
+    async def _stats(self, sbx: LiveSandbox) -> models.Stats | None:
+        """The sandbox's figures now; None when the runtime cannot say (it is being paused)."""
+        try:
+            return await self.driver.stats(sandbox_id=sbx.id)
+        except runtime_errors.RuntimeDriverError:
+            return None
+
+    async def _memory_in_use(self, sbx: LiveSandbox) -> int:
+        """Bytes of memory the sandbox uses (its limit when unknown): about what a checkpoint
+        of it takes on disk."""
+        stats = await self._stats(sbx)
+        return stats.memory_bytes if stats else sbx.memory_mb * MiB
+
     # -- timers ----------------------------------------------------------------------------
 
     async def end_due(self) -> float | None:
         """Give every running sandbox past its end time, or idle for its idle timeout, its
-        on-timeout action (kill, or pause when created to); seconds until the next such
-        moment, if any. Paused sandboxes have no timer."""
+        on-timeout action (kill, or pause when created to), and end what is past its retention
+        (`expire`); seconds until the next such moment, if any. Paused sandboxes have no
+        timer but the retention."""
         now = _now()
         running = [
             s for s in self._live.values() if s.state == "running" and s.id not in self._ending
@@ -958,7 +1062,8 @@ class SandboxManager:
             logger.info("lifecycle.idle %s: nothing for %d s", s.id, s.idle_timeout)
         if due or idle:
             await asyncio.gather(*(self._time_out(s) for s in (*due, *idle)))
-        waits = [
+        waits = await self.expire()
+        waits += [
             (s.end_at - _now()).total_seconds()
             for s in self._live.values()
             if s.state == "running" and s.id not in self._ending
@@ -970,6 +1075,25 @@ class SandboxManager:
             if s.state == "running" and s.id not in self._ending and s.idle_timeout
         ]
         return max(min(waits), 0.0) if waits else None
+
+    async def expire(self) -> list[float]:
+        """End paused sandboxes whose checkpoint, and delete snapshots that, are older than the
+        retention; seconds until the next of them is due."""
+        retention = timedelta(days=self.settings.admission.retention_days)
+        now = _now()
+        paused = [
+            s for s in self._live.values()
+            if s.state == "paused" and s.paused_at is not None and s.id not in self._ending
+        ]  # fmt: skip
+        old = [s for s in paused if s.paused_at + retention <= now]  # type: ignore[operator]
+        for s in old:
+            logger.info("lifecycle.retention %s: paused since %s, ending it", s.id, s.paused_at)
+        await asyncio.gather(*(self._end(s.id) for s in old))
+        oldest = await self.snapshots.expire(now - retention)
+        waits = [(s.paused_at + retention - now).total_seconds() for s in paused if s not in old]  # type: ignore[operator]
+        if oldest is not None:
+            waits.append((oldest + retention - now).total_seconds())
+        return waits
 
     async def _busy(self, sbx: LiveSandbox) -> bool:
         """Whether a command started through the API runs in the sandbox (then it is active
