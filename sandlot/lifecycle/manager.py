@@ -66,6 +66,8 @@ CLIENT_ID = "sandlot"
 _BUSY_POLL = 1.0
 """Seconds between looks at the processes of a sandbox that is idle but for a command."""
 MiB = admission.MiB
+_WRITTEN_TTL = 1.0
+"""Seconds a running sandbox's disk figure is used for admission before it is read again."""
 
 
 def new_sandbox_id() -> str:
@@ -198,6 +200,8 @@ class SandboxManager:
         self._live: dict[str, LiveSandbox] = {}
         self._targets: dict[str, target.SandboxTarget] = {}
         self._cpu_samples: dict[str, tuple[float, int]] = {}
+        self._written: dict[str, tuple[float, int]] = {}
+        """Each running sandbox's disk bytes written, and when read (`_disk_written`)."""
         self._ending: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         rt = settings.runtime
@@ -545,6 +549,7 @@ class SandboxManager:
             self._live.pop(sandbox_id, None)
             self._targets.pop(sandbox_id, None)
             self._cpu_samples.pop(sandbox_id, None)
+            self._written.pop(sandbox_id, None)
             self._locks.pop(sandbox_id, None)
             self._ending.discard(sandbox_id)
         logger.info("lifecycle.kill.complete %s", sandbox_id)
@@ -1001,17 +1006,14 @@ class SandboxManager:
         """What running sandboxes hold now, and with ``team_id`` what that team's checkpoints
         and snapshots take, for `admission.Admission.admit`."""
         running = [s for s in self._live.values() if s.state == "running" and s.id not in self._ending]
-        stats = await asyncio.gather(*(self._stats(s) for s in running))
+        written = await asyncio.gather(*(self._disk_written(s) for s in running))
         stored = 0
         if team_id is not None:
             paused = [s.id for s in self._live.values() if s.team_id == team_id and s.state == "paused"]
             stored = await asyncio.to_thread(self.snapshots.team_bytes, team_id, paused)
         now = _now()
         return admission.Usage(
-            # A sandbox whose figures cannot be read counts its whole disk as reserved.
-            reserved=sum(
-                max(0, s.disk_mb * MiB - (st.disk_bytes if st else 0)) for s, st in zip(running, stats, strict=True)
-            ),
+            reserved=sum(max(0, s.disk_mb * MiB - w) for s, w in zip(running, written, strict=True)),
             memory_mb=sum(s.memory_mb for s in running),
             retry_after=min(((s.end_at - now).total_seconds() for s in running), default=60),
             team_stored=stored,
@@ -1023,6 +1025,16 @@ class SandboxManager:
             return await self.driver.stats(sandbox_id=sbx.id)
         except runtime_errors.RuntimeDriverError:
             return None
+
+    async def _disk_written(self, sbx: LiveSandbox) -> int:
+        """Bytes of its disk the sandbox has written (0 when unknown: all of it counts as
+        reserved), read at most once a second: a burst of creates would otherwise read the
+        figures of every running sandbox for each (~0.2 ms a sandbox)."""
+        seen = self._written.get(sbx.id)
+        if seen is None or time.monotonic() - seen[0] > _WRITTEN_TTL:
+            stats = await self._stats(sbx)
+            seen = self._written[sbx.id] = (time.monotonic(), stats.disk_bytes if stats else 0)
+        return seen[1]
 
     async def _memory_in_use(self, sbx: LiveSandbox) -> int:
         """Bytes of memory the sandbox uses (its limit when unknown): about what a checkpoint
@@ -1090,7 +1102,8 @@ class SandboxManager:
             logger.info("lifecycle.retention %s: paused since %s, ending it", s.id, s.paused_at)
         await asyncio.gather(*(self._end(s.id) for s in old))
         oldest = await self.snapshots.expire(now - retention)
-        waits = [(s.paused_at + retention - now).total_seconds() for s in paused if s not in old]  # type: ignore[operator]
+        ended = {s.id for s in old}
+        waits = [(s.paused_at + retention - now).total_seconds() for s in paused if s.id not in ended]  # type: ignore[operator]
         if oldest is not None:
             waits.append((oldest + retention - now).total_seconds())
         return waits
