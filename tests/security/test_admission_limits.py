@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sandlot.config import Settings
 from tests.security.admission import create, created, error, serve
 
 
@@ -25,3 +26,17 @@ def test_over_the_maximum_is_refused_naming_the_cap(data_root: Path, monkeypatch
         sid = created(client, cpuCount=2, memoryMB=8192, diskSizeMB=20480)
         info = client.get(f"/sandboxes/{sid}").json()
         assert (info["cpuCount"], info["memoryMB"], info["diskSizeMB"]) == (2, 8192, 20480), "the caps themselves are fine"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SANDLOT_MEMORY_OVERCOMMIT", "0", "SANDLOT_MEMORY_OVERCOMMIT must be more than 0"),
+        ("SANDLOT_PROXY_CONNECTIONS", "-1", "SANDLOT_PROXY_CONNECTIONS must be more than 0"),
+        ("SANDLOT_DISK_FREE_FLOOR_MB", "-5", "SANDLOT_DISK_FREE_FLOOR_MB must be 0 or more"),
+        ("SANDLOT_RETENTION_DAYS", "soon", "SANDLOT_RETENTION_DAYS='soon' is not a valid float"),
+    ],
+)
+def test_bad_admission_settings_name_the_variable(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.from_env(environ={variable: value})
