@@ -10,11 +10,13 @@ What can be promised past what the host holds, and how each is refused:
   the part of every running sandbox's disk it has not written yet counts as taken (reserved).
   An operation is refused when the data filesystem's free space, less those reservations and
   less its own ask, would fall under the floor: a create or fork asks its disk limit, a resume
-  its disk limit (its disk can grow again), a pause its memory in use (a checkpoint is about
-  its RSS), a snapshot that and the part of its disk it has written (the snapshot copies it).
+  or restart of a paused sandbox its disk limit (its disk can grow again), a pause its memory
+  in use (a checkpoint is about its RSS), a snapshot that and the part of its disk it has
+  written (the snapshot copies it).
   Without this one team fills the filesystem the database and every other team's disk live on.
 * **Memory** (503 with ``Retry-After``): the memory limits of running sandboxes together stay
-  within ``memory_overcommit`` times the host's memory. The wait offered is until the first
+  within ``memory_overcommit`` times the host's memory (create, fork, and a resume or restart
+  of a paused sandbox ask their memory limits). The wait offered is until the first
   running sandbox is due to end, at most a minute.
 * **Team storage** (507): a team's pause checkpoints and snapshots together stay within its
   quota; a pause or snapshot that would go past it is refused, and the message says used/quota.

@@ -611,11 +611,12 @@ class SandboxManager:
         timeout = self._clamp_timeout(timeout)
         if sbx.state != "paused":  # running, or gone: `_restore` says which
             return await self._restore(sbx, timeout, memory=memory)
-        ask = admission.Ask(
-            "resuming it", disk=sbx.disk_mb * MiB, path=self.settings.runtime.data_dir, memory_mb=sbx.memory_mb
-        )
-        with self.admission.admit(ask, await self._usage()):
+        with self.admission.admit(self._waking(sbx, "resuming it"), await self._usage()):
             return await self._restore(sbx, timeout, memory=memory)
+
+    def _waking(self, sbx: LiveSandbox, what: str) -> admission.Ask:
+        """What a paused sandbox asks to run again: its memory, and room for its disk to grow."""
+        return admission.Ask(what, disk=sbx.disk_mb * MiB, path=self.settings.runtime.data_dir, memory_mb=sbx.memory_mb)
 
     async def _restore(self, sbx: LiveSandbox, timeout: int, *, memory: bool) -> bool:
         """`_resume` once admitted."""
@@ -918,7 +919,12 @@ class SandboxManager:
         files, with its template's current build; it ends ``timeout`` (the server's default)
         from now. When the boot fails the sandbox is ended: nothing is left half-running."""
         sbx = self.get(team_id, sandbox_id)
-        await self._restart(sbx, self._clamp_timeout(timeout))
+        seconds = self._clamp_timeout(timeout)
+        if sbx.state != "paused":
+            await self._restart(sbx, seconds)
+            return sbx
+        with self.admission.admit(self._waking(sbx, "restarting it"), await self._usage()):
+            await self._restart(sbx, seconds)
         return sbx
 
     async def _restart(self, sbx: LiveSandbox, seconds: int, *, if_paused: bool = False) -> bool:

@@ -1,5 +1,5 @@
 """The memory limits of running sandboxes together stay within SANDLOT_MEMORY_OVERCOMMIT times
-the host's memory: a create, resume or fork past it gets 503 with Retry-After (issue 11, item 5).
+the host's memory: a create, resume, restart or fork past it gets 503 with Retry-After (issue 11, item 5).
 The server here gives out 768 MiB, so that a second 512 MiB sandbox does not fit."""
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def test_memory_overcommit_is_refused_with_retry_after(data_root: Path, monkeypa
 
         assert client.post(f"/sandboxes/{first}/pause").status_code == 204, "a paused sandbox holds no memory"
         second = created(client, memoryMB=512)
-        resumed = client.post(f"/sandboxes/{first}/connect", json={"timeout": 60})
-        assert "asks 512 MiB" in error(resumed, 503)
+        for wake in ("connect", "resume", "restart"):
+            answer = client.post(f"/sandboxes/{first}/{wake}", json={"timeout": 60})
+            assert "asks 512 MiB" in error(answer, 503), wake
         assert client.get(f"/sandboxes/{first}").json()["state"] == "paused", "a refused resume leaves it paused"
 
         assert client.delete(f"/sandboxes/{second}").status_code == 204
