@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sandlot.runtime import models
 
-__all__ = ["ExecuteSettings", "RuntimeSettings", "ServerSettings", "Settings"]
+__all__ = ["AdmissionSettings", "ExecuteSettings", "RuntimeSettings", "ServerSettings", "Settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +28,7 @@ class RuntimeSettings:
     so that two daemons on one host, or a test run beside a server, never touch each other's."""
     default_limits: models.Limits = models.Limits()
     max_limits: models.Limits = models.Limits(memory_mb=8192, cpu_cores=2.0, pids=4096, disk_mb=20480)
-    """Server-wide ceilings; a sandbox asking for more gets these."""
+    """Per-sandbox ceilings; a create asking for more is refused (400 naming the cap)."""
     internet_default: bool = True
     """Whether a sandbox that does not say gets outbound internet (E2B: on)."""
     subnet: str = "10.211.0.0/16"
@@ -124,10 +124,49 @@ class ExecuteSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class AdmissionSettings:
+    """What the server admits, so that no team can fill the host (`sandlot.lifecycle.admission`).
+
+    Read from ``SANDLOT_<FIELD>`` (``SANDLOT_DISK_FREE_FLOOR_MB=8192``). The defaults keep a
+    2-core, 24 GiB host safe.
+    """
+
+    disk_free_floor_mb: int = 4096
+    """Free space the data filesystem keeps: a create, resume, pause, snapshot or fork that would
+    leave less (counting the unwritten part of every running sandbox's disk as taken) gets 507."""
+    memory_overcommit: float = 1.0
+    """The memory limits of running sandboxes together stay within this times the host's
+    memory; a create, resume or fork past it gets 503 with Retry-After."""
+    retention_days: float = 30.0
+    """Pause checkpoints and snapshots older than this are removed (the paused sandbox is
+    ended), as E2B keeps paused sandboxes 30 days."""
+    team_storage_quota_mb: int = 20480
+    """Disk one team's pause checkpoints and snapshots may take together; a pause or snapshot
+    that would go past it gets 507."""
+    proxy_connections: int = 64
+    """Requests proxied to one sandbox's ports at once; one more gets 429 with Retry-After."""
+    proxy_read_timeout: float = 60.0
+    """Seconds a sandbox's port may stay silent while the proxy waits for its answer (504 before
+    the answer starts; the answer is cut after)."""
+    proxy_idle_timeout: float = 60.0
+    """Seconds a client may leave a proxied request without a byte of its body, or without
+    reading the answer, before the proxy drops it."""
+
+    def __post_init__(self) -> None:
+        for name in ("memory_overcommit", "retention_days", "proxy_connections", "proxy_read_timeout", "proxy_idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SANDLOT_{name.upper()} must be more than 0, got {getattr(self, name)}")
+        for name in ("disk_free_floor_mb", "team_storage_quota_mb"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"SANDLOT_{name.upper()} must be 0 or more, got {getattr(self, name)}")
+
+
+@dataclasses.dataclass(frozen=True)
 class Settings:
     runtime: RuntimeSettings = RuntimeSettings()
     server: ServerSettings = ServerSettings()
     execute: ExecuteSettings = ExecuteSettings()
+    admission: AdmissionSettings = AdmissionSettings()
 
     @classmethod
     def from_env(
@@ -135,15 +174,17 @@ class Settings:
         environ: Mapping[str, str] | None = None,
         server: Mapping[str, object] | None = None,
         execute: Mapping[str, object] | None = None,
+        admission: Mapping[str, object] | None = None,
         **runtime: object,
     ) -> Settings:
-        """Settings from explicit values (``server`` and ``execute`` for those sections,
-        keywords for the runtime's), then ``SANDLOT_*`` variables, then defaults."""
+        """Settings from explicit values (``server``, ``execute`` and ``admission`` for those
+        sections, keywords for the runtime's), then ``SANDLOT_*`` variables, then defaults."""
         env = os.environ if environ is None else environ
         return cls(
             runtime=_section(RuntimeSettings, runtime, env),  # type: ignore[arg-type]
             server=_section(ServerSettings, server or {}, env),  # type: ignore[arg-type]
             execute=_section(ExecuteSettings, execute or {}, env, prefix="SANDLOT_EXECUTE_"),  # type: ignore[arg-type]
+            admission=_section(AdmissionSettings, admission or {}, env),  # type: ignore[arg-type]
         )
 
     @property

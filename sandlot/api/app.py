@@ -92,12 +92,12 @@ def create_app(
 
     return Dispatcher(
         control=_BodyLimit(app, MAX_CONTROL_BODY),
-        sandbox=_sandbox_app(resolve, access_token_of),
+        sandbox=_sandbox_app(resolve, access_token_of, settings),
     )
 
 
 def _sandbox_app(
-    resolver: target.Resolver, access_token_of: Callable[[str], Awaitable[str | None]]
+    resolver: target.Resolver, access_token_of: Callable[[str], Awaitable[str | None]], settings: Settings
 ) -> ASGIApp:
     try:
         from sandlot.api import sandbox
@@ -108,7 +108,7 @@ def _sandbox_app(
             "server.sandbox_plane missing: sandlot.api.sandbox cannot be imported"
         )
         return _NoSandboxPlane(resolver)
-    return sandbox.create_sandbox_app(resolver, access_token_of=access_token_of)
+    return sandbox.create_sandbox_app(resolver, access_token_of=access_token_of, limits=settings.admission)
 
 
 def _lifespan(

@@ -37,6 +37,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 router = APIRouter(responses=_ERRORS)
 
+_ADMISSION: dict[int | str, dict[str, Any]] = {
+    503: {"model": models.Error, "description": "The host's memory is fully promised: retry after Retry-After seconds"},
+    507: {"model": models.Error, "description": "It would pass the data filesystem's free-space floor or the team's storage quota"},
+}
+"""What admission control answers (`sandlot.lifecycle.admission`)."""
+
 Team = Annotated[str, Depends(auth.team)]
 
 
@@ -152,8 +158,8 @@ async def _create(request: Request, team: str, body: models.NewSandbox) -> Respo
 
 
 # The two generations of E2B's routes take the same body and answer the same: one handler.
-@router.post("/sandboxes", status_code=201, response_model=models.Sandbox, summary="Create a sandbox (e2b ≤ 2.45)")
-@router.post("/v2/sandboxes", status_code=201, response_model=models.Sandbox, summary="Create a sandbox")
+@router.post("/sandboxes", status_code=201, response_model=models.Sandbox, responses=_ADMISSION, summary="Create a sandbox (e2b ≤ 2.45)")
+@router.post("/v2/sandboxes", status_code=201, response_model=models.Sandbox, responses=_ADMISSION, summary="Create a sandbox")
 async def create(request: Request, team: Team, body: models.NewSandbox) -> Response:
     return await _create(request, team, body)
 
@@ -319,6 +325,7 @@ async def _connect(
 _CONNECT: dict[int | str, dict[str, Any]] = {
     200: {"model": models.Sandbox, "description": "It was running"},
     201: {"model": models.Sandbox, "description": "It was paused and is resumed"},
+    **_ADMISSION,
 }
 
 
@@ -344,7 +351,8 @@ async def connect(
 
 
 _CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": models.Error, "description": "Not in a state that allows it"}
+    409: {"model": models.Error, "description": "Not in a state that allows it"},
+    **_ADMISSION,
 }
 
 

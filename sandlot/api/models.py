@@ -98,15 +98,15 @@ class NewSandbox(_Request):
         None, alias="cpuCount"
     )
     """*sandlot*: CPU cores, at least 0.1 (a sandbox with less would take seconds to boot),
-    clamped to the server's maximum."""
+    at most the server's maximum (more is refused with 400)."""
     memory_mb: Annotated[int, Field(ge=16, le=2**31 - 1)] | None = Field(
         None, alias="memoryMB"
     )
-    """*sandlot*: memory limit in MiB (clamped to the server's maximum)."""
+    """*sandlot*: memory limit in MiB, at most the server's maximum (more is refused with 400)."""
     disk_size_mb: Annotated[int, Field(ge=1, le=2**31 - 1)] | None = Field(
         None, alias="diskSizeMB"
     )
-    """*sandlot*: disk limit in MiB (clamped to the server's maximum)."""
+    """*sandlot*: disk limit in MiB, at most the server's maximum (more is refused with 400)."""
 
 
 class TimeoutRequest(_Request):

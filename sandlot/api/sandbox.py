@@ -10,6 +10,13 @@ over Connect (`sandlot.api.connect`), ``/files`` and ``/health``. Any other port
 that port at the sandbox's address, streaming both ways; a refused connection is 502 "The
 sandbox is running but port is not open", the text E2B's SDK keys on.
 
+The proxy holds each sandbox to `AdmissionSettings.proxy_connections` requests at once (one
+more is 429 with ``Retry-After``), so that one sandbox's slow port, or one client opening
+requests it never finishes, cannot take every connection the server has. A port that stays
+silent ``proxy_read_timeout`` seconds is given up on (504 before its answer starts, the answer
+cut after), and so is a client that sends no byte of its body, or reads none of the answer, for
+``proxy_idle_timeout`` seconds.
+
 Signed ``/files`` URLs carry no access token; they are checked (`files.check_signature`)
 against the sandbox's token, which the app learns from ``access_token_of`` (the resolver cannot
 hand it out before the request is authenticated). Without it, signed URLs are refused with 401.
@@ -17,6 +24,7 @@ hand it out before the request is authenticated). Without it, signed URLs are re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import logging
@@ -34,6 +42,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandlot.agent import files, filesystem, process, rpc, target
 from sandlot.api import connect
+from sandlot.config import AdmissionSettings
 from sandlot.runtime import oci
 
 __all__ = ["create_sandbox_app"]
@@ -61,13 +70,19 @@ _PLANE_HEADERS = frozenset({"e2b-sandbox-id", "e2b-sandbox-port", "x-access-toke
 TokenLookup = Callable[[str], Awaitable[str | None]]
 
 
-def create_sandbox_app(resolver: target.Resolver, *, access_token_of: TokenLookup | None = None) -> ASGIApp:
+def create_sandbox_app(
+    resolver: target.Resolver,
+    *,
+    access_token_of: TokenLookup | None = None,
+    limits: AdmissionSettings = AdmissionSettings(),
+) -> ASGIApp:
     """The sandbox plane's ASGI app.
 
     Args:
         resolver: finds the sandbox a request names and checks its access token.
         access_token_of: the access token of a sandbox (None when it has none), to check signed
             ``/files`` URLs; without it, signed URLs are refused.
+        limits: the port proxy's connection cap and timeouts (the ``proxy_*`` fields).
 
     Example:
         >>> app = create_sandbox_app(manager.resolve, access_token_of=manager.access_token)
@@ -126,17 +141,22 @@ def create_sandbox_app(resolver: target.Resolver, *, access_token_of: TokenLooku
         Route("/health", health, methods=["GET", "HEAD"]),
     ]
     envd = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
-    return SandboxPlane(envd, resolver, access_token_of)
+    return SandboxPlane(envd, resolver, access_token_of, limits)
 
 
 class SandboxPlane:
     """Resolves the sandbox of each request, then serves envd's routes or proxies a port."""
 
-    def __init__(self, envd: ASGIApp, resolver: target.Resolver, access_token_of: TokenLookup | None) -> None:
+    def __init__(
+        self, envd: ASGIApp, resolver: target.Resolver, access_token_of: TokenLookup | None, limits: AdmissionSettings
+    ) -> None:
         self.envd = envd
         self.resolver = resolver
         self.access_token_of = access_token_of
+        self.limits = limits
         self._proxy: httpx.AsyncClient | None = None
+        self._proxied: dict[str, int] = {}
+        """Requests being proxied to each sandbox's ports."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -211,10 +231,28 @@ class SandboxPlane:
     async def _forward(
         self, scope: Scope, receive: Receive, send: Send, sandbox: target.SandboxTarget, port: int
     ) -> None:
+        """Proxy one HTTP request to ``port`` inside the sandbox, if the sandbox has room for it."""
+        sid, cap = sandbox.sandbox_id, self.limits.proxy_connections
+        if self._proxied.get(sid, 0) >= cap:
+            message = f"the sandbox has {cap} proxied requests open, the most one sandbox may have: retry when one ends"
+            await _error(scope, receive, send, 429, message, {"Retry-After": "1"})
+            return
+        self._proxied[sid] = self._proxied.get(sid, 0) + 1
+        try:
+            await self._proxy_request(scope, receive, send, sandbox, port)
+        finally:
+            self._proxied[sid] -= 1
+            if not self._proxied[sid]:
+                del self._proxied[sid]
+
+    async def _proxy_request(
+        self, scope: Scope, receive: Receive, send: Send, sandbox: target.SandboxTarget, port: int
+    ) -> None:
         """Proxy one HTTP request to ``port`` inside the sandbox, streaming both bodies."""
+        idle, read = self.limits.proxy_idle_timeout, self.limits.proxy_read_timeout
         if self._proxy is None:
             self._proxy = httpx.AsyncClient(
-                timeout=httpx.Timeout(connect=5.0, read=None, write=None, pool=5.0),
+                timeout=httpx.Timeout(connect=5.0, read=read, write=idle, pool=5.0),
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=1000, max_keepalive_connections=100),
             )
@@ -230,7 +268,10 @@ class SandboxPlane:
 
         async def body() -> AsyncIterator[bytes]:
             while True:
-                message = await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), idle)
+                except TimeoutError:
+                    raise _ClientIdle from None
                 if message["type"] == "http.disconnect":
                     return
                 yield message.get("body", b"")
@@ -246,6 +287,12 @@ class SandboxPlane:
         except (httpx.ConnectError, httpx.ConnectTimeout):
             await _closed_port(scope, receive, send, sandbox.sandbox_id, port)
             return
+        except _ClientIdle:
+            await _error(scope, receive, send, 408, f"no byte of the request body came for {idle:g} s")
+            return
+        except httpx.ReadTimeout:
+            await _error(scope, receive, send, 504, f"the sandbox's port {port} did not answer within {read:g} s")
+            return
         except httpx.HTTPError as exc:
             await _error(scope, receive, send, 502, f"the sandbox's port {port} did not answer: {exc}")
             return
@@ -253,12 +300,19 @@ class SandboxPlane:
             out = [(k, v) for k, v in response.headers.raw if k.decode("latin-1").lower() not in _HOP_BY_HOP]
             await send({"type": "http.response.start", "status": response.status_code, "headers": out})
             async for chunk in response.aiter_raw():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                # A client that reads nothing of the answer is dropped (uvicorn closes it).
+                await asyncio.wait_for(send({"type": "http.response.body", "body": chunk, "more_body": True}), idle)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except httpx.HTTPError:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except TimeoutError:
+            logger.info("sandbox.proxy %s:%d: the client read nothing for %g s, dropped", sandbox.sandbox_id, port, idle)
         finally:
             await response.aclose()
+
+
+class _ClientIdle(Exception):
+    """The client sent no byte of a proxied request's body for the idle timeout."""
 
 
 def _user(request: Request, default: str) -> str:
@@ -293,5 +347,7 @@ async def _closed_port(scope: Scope, receive: Receive, send: Send, sandbox_id: s
     await JSONResponse(body, status_code=502)(scope, receive, send)
 
 
-async def _error(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
-    await JSONResponse({"code": status, "message": message}, status_code=status)(scope, receive, send)
+async def _error(
+    scope: Scope, receive: Receive, send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    await JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)(scope, receive, send)

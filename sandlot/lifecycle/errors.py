@@ -9,13 +9,16 @@
   + Overloaded            429: too many requests wait already; ``retry_after`` seconds is a fair wait
   + NotSupported          501: the runtime driver cannot do it (checkpoints, snapshots)
   + RuntimeFailure        500: the runtime failed; the message says what, nothing half-made stays
-  + Unavailable           503: nothing can serve the request now (no runner became free in time)
+  + Unavailable           503: nothing can serve the request now (no runner became free in time,
+                               the host's memory is fully promised); ``retry_after`` when known
+  + InsufficientStorage   507: the data filesystem's free-space floor or the team's storage quota
 """
 
 from __future__ import annotations
 
 __all__ = [
     "Conflict",
+    "InsufficientStorage",
     "InvalidRequest",
     "LifecycleError",
     "NotSupported",
@@ -70,6 +73,14 @@ class Overloaded(LifecycleError):
 
 class Unavailable(LifecycleError):
     status = 503
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class InsufficientStorage(LifecycleError):
+    status = 507
 
 
 class NotSupported(LifecycleError):

@@ -50,7 +50,7 @@ import sqlalchemy as sa
 
 from sandlot.agent import target
 from sandlot.config import Settings
-from sandlot.lifecycle import errors, paging, pools, snapshots
+from sandlot.lifecycle import admission, errors, paging, pools, snapshots
 from sandlot.runtime import base, faults, models
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
@@ -66,6 +66,9 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 CLIENT_ID = "sandlot"
 _BUSY_POLL = 1.0
 """Seconds between looks at the processes of a sandbox that is idle but for a command."""
+MiB = admission.MiB
+_WRITTEN_TTL = 1.0
+"""Seconds a running sandbox's disk figure is used for admission before it is read again."""
 
 
 def new_sandbox_id() -> str:
@@ -131,6 +134,9 @@ class LiveSandbox:
     """`time.monotonic` of its last activity (not stored: a restart counts as activity)."""
     busy: bool = dataclasses.field(default=False, compare=False)
     """A command started through the API was running at the last idle check."""
+    paused_at: datetime | None = dataclasses.field(default=None, compare=False)
+    """When its checkpoint was made, while paused (not stored: at start, the checkpoint's
+    time); it is ended once that is older than the retention."""
 
     def touch(self) -> None:
         """Record activity now (for the idle timeout)."""
@@ -201,6 +207,8 @@ class SandboxManager:
         self._live: dict[str, LiveSandbox] = {}
         self._targets: dict[str, target.SandboxTarget] = {}
         self._cpu_samples: dict[str, tuple[float, int]] = {}
+        self._written: dict[str, tuple[float, int]] = {}
+        """Each running sandbox's disk bytes written, and when read (`_disk_written`)."""
         self._ending: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         rt = settings.runtime
@@ -210,6 +218,8 @@ class SandboxManager:
         """Pause checkpoints and named snapshots."""
         self.vault = Vault.open(settings.state_dir)
         """Seals the sandboxes' access tokens and environments in the store."""
+        self.admission = admission.Admission(settings.admission, data_dir=rt.data_dir)
+        """Refuses what the host cannot take (`sandlot.lifecycle.admission`)."""
         self.changed = asyncio.Event()
         """Set whenever an end time may have moved earlier or a sandbox appeared (timers wake)."""
 
@@ -244,6 +254,8 @@ class SandboxManager:
                 else:
                     row.state = "paused"
                 await asyncio.to_thread(self._save_state, row)
+            if row.state == "paused":
+                row.paused_at = await asyncio.to_thread(snapshots.made_at, info.checkpoint)
         if report.missing:
             logger.warning(
                 "lifecycle.reconcile lost %d sandboxes: %s",
@@ -336,14 +348,14 @@ class SandboxManager:
                 )
             cpu_count, memory_mb, disk_mb = source.cpu_count, source.memory_mb, source.disk_mb
             env = {**self.vault.unseal(source.env_vars_sealed, row=f"snapshots/{source.id}/env_vars"), **env}
-        defaults = rt.default_limits
+        defaults = rt.default_limits.clamp(rt.max_limits)
         try:
             limits = models.Limits(
                 memory_mb=memory_mb if memory_mb is not None else defaults.memory_mb,
                 cpu_cores=cpu_count if cpu_count is not None else defaults.cpu_cores,
                 pids=source.pids if source is not None else defaults.pids,
                 disk_mb=disk_mb if disk_mb is not None else defaults.disk_mb,
-            ).clamp(rt.max_limits)
+            )
             policy = models.NetworkPolicy(
                 internet=rt.internet_default
                 if allow_internet is None
@@ -353,6 +365,7 @@ class SandboxManager:
             )
         except ValueError as exc:
             raise errors.InvalidRequest(str(exc)) from None
+        admission.check_limits(limits, rt.max_limits, source=f"snapshot {template!r}: " if source else "")
         seconds = self._clamp_timeout(timeout)
         now = _now()
         sbx = LiveSandbox(
@@ -374,6 +387,17 @@ class SandboxManager:
             env=env,
             metadata=sbx.metadata,
         )
+        ask = admission.Ask(
+            "this create", disk=limits.disk_mb * MiB, path=rt.data_dir, memory_mb=limits.memory_mb
+        )
+        with self.admission.admit(ask, await self._usage()):
+            return await self._make(sbx, spec, source, now)
+
+    async def _make(
+        self, sbx: LiveSandbox, spec: models.SandboxSpec, source: store.SnapshotRecord | None, now: datetime
+    ) -> LiveSandbox:
+        """Make ``sbx`` as ``spec`` says (from ``source`` when given) in the runtime, then in the
+        store and memory; its lifetime counts from when it is made, not from ``now``."""
         try:
             if source is not None:
                 create_from = getattr(self.driver, "create_from_snapshot", None)
@@ -402,7 +426,7 @@ class SandboxManager:
             raise
         self._live[sbx.id] = sbx
         self.changed.set()
-        logger.info("lifecycle.create.complete %s team=%s", sbx.id, team_id)
+        logger.info("lifecycle.create.complete %s team=%s", sbx.id, sbx.team_id)
         return sbx
 
     async def _claim(self, spec: models.SandboxSpec) -> str | None:
@@ -534,6 +558,7 @@ class SandboxManager:
             self._live.pop(sandbox_id, None)
             self._targets.pop(sandbox_id, None)
             self._cpu_samples.pop(sandbox_id, None)
+            self._written.pop(sandbox_id, None)
             self._locks.pop(sandbox_id, None)
             self._ending.discard(sandbox_id)
         logger.info("lifecycle.kill.complete %s", sandbox_id)
@@ -593,6 +618,17 @@ class SandboxManager:
         """Restore a paused sandbox (restart it, without ``memory``); False when it was
         running already."""
         timeout = self._clamp_timeout(timeout)
+        if sbx.state != "paused":  # running, or gone: `_restore` says which
+            return await self._restore(sbx, timeout, memory=memory)
+        with self.admission.admit(self._waking(sbx, "resuming it"), await self._usage()):
+            return await self._restore(sbx, timeout, memory=memory)
+
+    def _waking(self, sbx: LiveSandbox, what: str) -> admission.Ask:
+        """What a paused sandbox asks to run again: its memory, and room for its disk to grow."""
+        return admission.Ask(what, disk=sbx.disk_mb * MiB, path=self.settings.runtime.data_dir, memory_mb=sbx.memory_mb)
+
+    async def _restore(self, sbx: LiveSandbox, timeout: int, *, memory: bool) -> bool:
+        """`_resume` once admitted."""
         if not memory:
             return await self._restart(sbx, timeout, if_paused=True)
         async with self._lock(sbx.id):
@@ -627,7 +663,7 @@ class SandboxManager:
 
     def _running_again(self, sbx: LiveSandbox, boot: str, seconds: int) -> None:
         """After a resume or restart: running, booted so, ending ``seconds`` from now."""
-        sbx.state, sbx.boot, sbx.busy = "running", boot, False
+        sbx.state, sbx.boot, sbx.busy, sbx.paused_at = "running", boot, False, None
         sbx.end_at = _now() + timedelta(seconds=seconds)
         sbx.touch()
 
@@ -655,6 +691,15 @@ class SandboxManager:
 
     async def _pause(self, sbx: LiveSandbox) -> bool:
         """Pause a running sandbox; False when it was paused already."""
+        if sbx.state != "running":  # paused, or gone: `_checkpoint` says which
+            return await self._checkpoint(sbx)
+        rss = await self._memory_in_use(sbx)
+        ask = admission.Ask("pausing it", disk=rss, path=self.snapshots.root, stored=rss)
+        with self.admission.admit(ask, await self._usage(sbx.team_id)):
+            return await self._checkpoint(sbx)
+
+    async def _checkpoint(self, sbx: LiveSandbox) -> bool:
+        """`_pause` once admitted."""
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
                 raise errors.SandboxNotFound(sbx.id)
@@ -676,7 +721,7 @@ class SandboxManager:
             faults.crash_point("pause.stopped")
             self._targets.pop(sbx.id, None)
             self._cpu_samples.pop(sbx.id, None)
-            sbx.state = "paused"
+            sbx.state, sbx.paused_at = "paused", _now()
             await asyncio.to_thread(self._save_state, sbx)
             # Earlier checkpoints (none are expected) are of no use any more.
             await asyncio.to_thread(self.snapshots.remove_checkpoints, sbx.id, image)
@@ -741,6 +786,22 @@ class SandboxManager:
             )
             for c in children
         ]
+        if parent.state != "running":  # paused, or gone: `_fork` says which
+            return await self._fork(parent, children, specs, seconds)
+        images = await self._memory_in_use(parent)
+        ask = admission.Ask(
+            f"forking it {count} times", disk=count * parent.disk_mb * MiB + images,
+            path=self.settings.runtime.data_dir, memory_mb=count * parent.memory_mb,
+        )  # fmt: skip
+        with self.admission.admit(ask, await self._usage()):
+            return await self._fork(parent, children, specs, seconds)
+
+    async def _fork(
+        self, parent: LiveSandbox, children: list[LiveSandbox], specs: list[models.SandboxSpec], seconds: int
+    ) -> list[LiveSandbox]:
+        """`fork` once admitted: ``children`` made as ``specs`` say, in the runtime, the store
+        and memory, or none of them."""
+        fork = self.driver.fork  # type: ignore[attr-defined]
         started = time.monotonic()
         async with self._lock(parent.id):
             if parent.id not in self._live or parent.id in self._ending:
@@ -808,6 +869,19 @@ class SandboxManager:
         take = getattr(self.driver, "snapshot", None)
         if take is None:
             raise errors.NotSupported("this runtime cannot snapshot sandboxes")
+        if sbx.state != "running":  # paused, or gone: `_snapshot` says which
+            return await self._snapshot(sbx, name, memory)
+        stats = await self._stats(sbx)
+        size = stats.disk_bytes if stats else sbx.disk_mb * MiB
+        if memory:
+            size += stats.memory_bytes if stats else sbx.memory_mb * MiB
+        ask = admission.Ask("this snapshot", disk=size, path=self.snapshots.root, stored=size)
+        with self.admission.admit(ask, await self._usage(team_id)):
+            return await self._snapshot(sbx, name, memory)
+
+    async def _snapshot(self, sbx: LiveSandbox, name: str | None, memory: bool) -> store.SnapshotRecord:
+        """`snapshot` once admitted."""
+        take = self.driver.snapshot  # type: ignore[attr-defined]
         started = time.monotonic()
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
@@ -830,7 +904,7 @@ class SandboxManager:
             partial,
             name=name,
             fields={
-                "team_id": team_id, "sandbox_id": sbx.id, "template": sbx.template,
+                "team_id": sbx.team_id, "sandbox_id": sbx.id, "template": sbx.template,
                 "memory": memory, "cpu_count": sbx.cpu_count, "memory_mb": sbx.memory_mb,
                 "disk_mb": sbx.disk_mb, "pids": sbx.pids,
                 "env_vars_sealed": self.vault.seal(sbx.env_vars, row=f"snapshots/{snapshot_id}/env_vars"),
@@ -855,7 +929,12 @@ class SandboxManager:
         files, with its template's current build; it ends ``timeout`` (the server's default)
         from now. When the boot fails the sandbox is ended: nothing is left half-running."""
         sbx = self.get(team_id, sandbox_id)
-        await self._restart(sbx, self._clamp_timeout(timeout))
+        seconds = self._clamp_timeout(timeout)
+        if sbx.state != "paused":
+            await self._restart(sbx, seconds)
+            return sbx
+        with self.admission.admit(self._waking(sbx, "restarting it"), await self._usage()):
+            await self._restart(sbx, seconds)
         return sbx
 
     async def _restart(self, sbx: LiveSandbox, seconds: int, *, if_paused: bool = False) -> bool:
@@ -937,12 +1016,55 @@ class SandboxManager:
             )
         ]
 
+    # -- admission -------------------------------------------------------------------------
+
+    async def _usage(self, team_id: str | None = None) -> admission.Usage:
+        """What running sandboxes hold now, and with ``team_id`` what that team's checkpoints
+        and snapshots take, for `admission.Admission.admit`."""
+        running = [s for s in self._live.values() if s.state == "running" and s.id not in self._ending]
+        written = await asyncio.gather(*(self._disk_written(s) for s in running))
+        stored = 0
+        if team_id is not None:
+            paused = [s.id for s in self._live.values() if s.team_id == team_id and s.state == "paused"]
+            stored = await asyncio.to_thread(self.snapshots.team_bytes, team_id, paused)
+        now = _now()
+        return admission.Usage(
+            reserved=sum(max(0, s.disk_mb * MiB - w) for s, w in zip(running, written, strict=True)),
+            memory_mb=sum(s.memory_mb for s in running),
+            retry_after=min(((s.end_at - now).total_seconds() for s in running), default=60),
+            team_stored=stored,
+        )
+
+    async def _stats(self, sbx: LiveSandbox) -> models.Stats | None:
+        """The sandbox's figures now; None when the runtime cannot say (it is being paused)."""
+        try:
+            return await self.driver.stats(sandbox_id=sbx.id)
+        except runtime_errors.RuntimeDriverError:
+            return None
+
+    async def _disk_written(self, sbx: LiveSandbox) -> int:
+        """Bytes of its disk the sandbox has written (0 when unknown: all of it counts as
+        reserved), read at most once a second: a burst of creates would otherwise read the
+        figures of every running sandbox for each (~0.2 ms a sandbox)."""
+        seen = self._written.get(sbx.id)
+        if seen is None or time.monotonic() - seen[0] > _WRITTEN_TTL:
+            stats = await self._stats(sbx)
+            seen = self._written[sbx.id] = (time.monotonic(), stats.disk_bytes if stats else 0)
+        return seen[1]
+
+    async def _memory_in_use(self, sbx: LiveSandbox) -> int:
+        """Bytes of memory the sandbox uses (its limit when unknown): about what a checkpoint
+        of it takes on disk."""
+        stats = await self._stats(sbx)
+        return stats.memory_bytes if stats else sbx.memory_mb * MiB
+
     # -- timers ----------------------------------------------------------------------------
 
     async def end_due(self) -> float | None:
         """Give every running sandbox past its end time, or idle for its idle timeout, its
-        on-timeout action (kill, or pause when created to); seconds until the next such
-        moment, if any. Paused sandboxes have no timer."""
+        on-timeout action (kill, or pause when created to), and end what is past its retention
+        (`expire`); seconds until the next such moment, if any. Paused sandboxes have no
+        timer but the retention."""
         now = _now()
         running = [
             s for s in self._live.values() if s.state == "running" and s.id not in self._ending
@@ -968,7 +1090,8 @@ class SandboxManager:
             logger.info("lifecycle.idle %s: nothing for %d s", s.id, s.idle_timeout)
         if due or idle:
             await asyncio.gather(*(self._time_out(s) for s in (*due, *idle)))
-        waits = [
+        waits = await self.expire()
+        waits += [
             (s.end_at - _now()).total_seconds()
             for s in self._live.values()
             if s.state == "running" and s.id not in self._ending
@@ -980,6 +1103,26 @@ class SandboxManager:
             if s.state == "running" and s.id not in self._ending and s.idle_timeout
         ]
         return max(min(waits), 0.0) if waits else None
+
+    async def expire(self) -> list[float]:
+        """End paused sandboxes whose checkpoint, and delete snapshots that, are older than the
+        retention; seconds until the next of them is due."""
+        retention = timedelta(days=self.settings.admission.retention_days)
+        now = _now()
+        paused = [
+            s for s in self._live.values()
+            if s.state == "paused" and s.paused_at is not None and s.id not in self._ending
+        ]  # fmt: skip
+        old = [s for s in paused if s.paused_at + retention <= now]  # type: ignore[operator]
+        for s in old:
+            logger.info("lifecycle.retention %s: paused since %s, ending it", s.id, s.paused_at)
+        await asyncio.gather(*(self._end(s.id) for s in old))
+        oldest = await self.snapshots.expire(now - retention)
+        ended = {s.id for s in old}
+        waits = [(s.paused_at + retention - now).total_seconds() for s in paused if s.id not in ended]  # type: ignore[operator]
+        if oldest is not None:
+            waits.append((oldest + retention - now).total_seconds())
+        return waits
 
     async def _busy(self, sbx: LiveSandbox) -> bool:
         """Whether a command started through the API runs in the sandbox (then it is active

@@ -18,6 +18,11 @@ row is inserted after the rename. So a directory without a live row is nobody's 
 delete), and `sweep` removes it at start, with every checkpoint that is not the one a live
 sandbox is paused in (half-written by a killed pause or fork, or spent by a resume).
 
+Snapshots and pause checkpoints are kept for the retention (`AdmissionSettings.retention_days`):
+`expire` deletes snapshots older than that, and the manager ends sandboxes paused that long
+(`made_at` dates a checkpoint by its directory, so no column is needed). Both count against
+their team's storage quota (`team_bytes`).
+
 Deleting a snapshot never touches the sandboxes made from it: each owns a copy of the disk, and
 a restored sandbox's memory is its own. A delete while a sandbox is being made from the snapshot
 hides it at once (new creates get 404) and removes its files when the last create using them is
@@ -48,7 +53,7 @@ from sandlot.runtime import faults
 from sandlot.store import db
 from sandlot.store import models as store
 
-__all__ = ["SnapshotStore", "parse_ref", "tag_of"]
+__all__ = ["SnapshotStore", "made_at", "parse_ref", "tag_of"]
 
 logger = logging.getLogger("sandlot.lifecycle.snapshots")
 
@@ -75,6 +80,14 @@ def parse_ref(ref: str) -> tuple[str, int | None]:
     return name, int(match.group(1)) if match else None
 
 
+def made_at(checkpoint: Path | None) -> datetime:
+    """When a checkpoint was completed (its directory's last change); now when unknown."""
+    try:
+        return datetime.fromtimestamp(os.stat(checkpoint).st_mtime, UTC) if checkpoint else datetime.now(UTC)
+    except FileNotFoundError:
+        return datetime.now(UTC)
+
+
 class SnapshotStore:
     """Where checkpoints and snapshots are kept, and the rows that name snapshots.
 
@@ -94,6 +107,9 @@ class SnapshotStore:
         self._gone: set[str] = set()
         """Ids deleted since the start; their files go when `_users` drops to nothing."""
         self._naming = asyncio.Lock()
+        self._oldest: datetime | None = None
+        """Creation time of the oldest live snapshot, or earlier (None: there is none), so
+        that `expire` asks the database only when one may be due."""
 
     # -- directories ---------------------------------------------------------------------------
 
@@ -101,6 +117,7 @@ class SnapshotStore:
         self._private_dir(self.root)
         self._private_dir(self.root / NAMED)
         self._close_up()
+        self._oldest = self._oldest_live()
         if self.group:
             for d in self.root.parents:
                 if not os.stat(d).st_mode & 0o001:
@@ -212,6 +229,7 @@ class SnapshotStore:
                 await asyncio.to_thread(os.rename, partial, final)
                 faults.crash_point("snapshot.moved")
                 await asyncio.to_thread(self._insert, row)
+                self._oldest = min(self._oldest or row.created_at, row.created_at)
             except BaseException:
                 await asyncio.to_thread(shutil.rmtree, partial, True)
                 await asyncio.to_thread(shutil.rmtree, final, True)
@@ -259,6 +277,22 @@ class SnapshotStore:
                     sa.select(store.SnapshotRecord.id).where(store.SnapshotRecord.deleted_at.is_(None))
                 )
             )
+
+    def _oldest_live(self) -> datetime | None:
+        with self.database.session() as session:
+            return session.scalar(
+                sa.select(sa.func.min(store.SnapshotRecord.created_at)).where(store.SnapshotRecord.deleted_at.is_(None))
+            )
+
+    def team_bytes(self, team_id: str, paused: Iterable[str]) -> int:
+        """Disk the team's live snapshots and the checkpoints of its ``paused`` sandboxes take."""
+        with self.database.session() as session:
+            total = session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(store.SnapshotRecord.size_bytes), 0)).where(
+                    store.SnapshotRecord.team_id == team_id, store.SnapshotRecord.deleted_at.is_(None)
+                )
+            )
+        return int(total or 0) + sum(_sizes(self.root / s)[0] for s in paused if (self.root / s).is_dir())
 
     def _mark_deleted(self, ids: Iterable[str]) -> None:
         with self.database.session() as session:
@@ -332,11 +366,29 @@ class SnapshotStore:
         The rows go at once; each snapshot's files go now, or when the last sandbox being made
         from it is done."""
         name, version = parse_ref(ref)
+        query = self._live(team_id).where(store.SnapshotRecord.name == name)
+        if version is not None:
+            query = query.where(store.SnapshotRecord.version == version)
+        return bool(await self._drop(query))
+
+    async def expire(self, before: datetime) -> datetime | None:
+        """Delete every snapshot made before ``before`` (as `delete`); the creation time of
+        the oldest one left, if any."""
+        if self._oldest is None or self._oldest > before:
+            return self._oldest
+        query = sa.select(store.SnapshotRecord).where(
+            store.SnapshotRecord.deleted_at.is_(None), store.SnapshotRecord.created_at <= before
+        )
+        for snapshot_id in await self._drop(query):
+            logger.info("lifecycle.retention snapshot %s: older than the retention, deleted", snapshot_id)
+        self._oldest = await asyncio.to_thread(self._oldest_live)
+        return self._oldest
+
+    async def _drop(self, query: sa.Select[tuple[store.SnapshotRecord]]) -> builtins.list[str]:
+        """Mark the snapshots ``query`` finds deleted, and remove their files now or when the
+        last sandbox being made from each is done; their ids."""
 
         def mark() -> builtins.list[str]:
-            query = self._live(team_id).where(store.SnapshotRecord.name == name)
-            if version is not None:
-                query = query.where(store.SnapshotRecord.version == version)
             with self.database.session() as session:
                 rows = builtins.list(session.scalars(query))
                 for row in rows:
@@ -348,7 +400,7 @@ class SnapshotStore:
             self._gone.add(snapshot_id)
             if not self._users.get(snapshot_id):
                 await asyncio.to_thread(shutil.rmtree, self.path(snapshot_id), True)
-        return bool(ids)
+        return ids
 
     @contextlib.asynccontextmanager
     async def using(self, row: store.SnapshotRecord) -> AsyncIterator[Path]:

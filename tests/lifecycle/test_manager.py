@@ -34,13 +34,11 @@ async def manager(
 
 async def test_create_get_kill(manager: lifecycle.SandboxManager) -> None:
     team = manager.team  # type: ignore[attr-defined]
-    sbx = await manager.create(
-        team, timeout=10_000, metadata={"a": "b"}, cpu_count=64, memory_mb=1 << 20
-    )
+    with pytest.raises(errors.InvalidRequest, match="cpuCount 64 is above this server's maximum of 2 per sandbox"):
+        await manager.create(team, cpu_count=64)
+    sbx = await manager.create(team, timeout=10_000, metadata={"a": "b"}, cpu_count=2)
     assert manager.get(team, sbx.id) is sbx
-    assert sbx.cpu_count == manager.settings.runtime.max_limits.cpu_cores, (
-        "clamped to the server's maximum"
-    )
+    assert sbx.cpu_count == 2
     assert (sbx.end_at - sbx.started_at).total_seconds() == pytest.approx(600, abs=2), (
         "clamped to max_timeout"
     )
