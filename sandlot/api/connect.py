@@ -267,6 +267,8 @@ def _decode(payload: bytes) -> dict[str, Any]:
         message = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConnectError(Code.INVALID_ARGUMENT, f"the message is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConnectError(Code.INVALID_ARGUMENT, "the message nests too deeply") from None
     if not isinstance(message, dict):
         raise ConnectError(Code.INVALID_ARGUMENT, "the message must be a JSON object")
     return message
