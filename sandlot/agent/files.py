@@ -18,6 +18,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import json
 import os
 import posixpath
 import re
@@ -47,8 +48,16 @@ _STATUS = {
 }
 
 
+class _JSONResponse(JSONResponse):
+    """JSON whose file names may not be UTF-8 (lone surrogates from os.fsdecode): those go out
+    as ``\\udcXX`` escapes, which read back as the same name."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
 def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"code": status, "message": message}, status_code=status)
+    return _JSONResponse({"code": status, "message": message}, status_code=status)
 
 
 def _from_error(exc: rpc.AgentError) -> JSONResponse:
@@ -250,7 +259,7 @@ async def upload(request: Request, call: rpc.Call) -> Response:
         root.close()
     if not entries:
         return error_response(400, "the multipart body holds no file")
-    return JSONResponse(entries)
+    return _JSONResponse(entries)
 
 
 async def _upload_raw(

@@ -144,7 +144,9 @@ def _error_body(exc: BaseException) -> dict[str, str]:
 
 
 def _dumps(message: Any) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    # A file name that is not UTF-8 reaches us from os.fsdecode with lone surrogates; written
+    # out as JSON ``\udcXX`` escapes, it comes back to us as the same name.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def envelope(message: Any, flags: int = 0) -> bytes:
