@@ -44,7 +44,8 @@ def plane(server: Server) -> Iterator[httpx.Client]:
 def rpc(plane: httpx.Client, procedure: str, message: dict[str, str]) -> httpx.Response:
     """A filesystem call; its JSON is ASCII, with ``\\uXXXX`` escapes for anything else."""
     content = json.dumps(message).encode()
-    return plane.post(f"/filesystem.Filesystem/{procedure}", content=content, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    return plane.post(f"/filesystem.Filesystem/{procedure}", content=content, headers=headers)
 
 
 def test_deeply_nested_message_is_invalid_argument(plane: httpx.Client) -> None:
