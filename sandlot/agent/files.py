@@ -32,6 +32,7 @@ import base64
 import contextlib
 import hashlib
 import hmac
+import json
 import os
 import posixpath
 import re
@@ -74,8 +75,16 @@ _STATUS = {
 }
 
 
+class _JSONResponse(JSONResponse):
+    """JSON whose file names may not be UTF-8 (lone surrogates from os.fsdecode): those go out
+    as ``\\udcXX`` escapes, which read back as the same name."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+
+
 def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"code": status, "message": message}, status_code=status)
+    return _JSONResponse({"code": status, "message": message}, status_code=status)
 
 
 def _from_error(exc: rpc.AgentError) -> JSONResponse:
@@ -320,7 +329,7 @@ async def upload(request: Request, call: rpc.Call, io: iopool.IOPool) -> Respons
         access.close()
     if not entries:
         return error_response(400, "the multipart body holds no file")
-    return JSONResponse(entries)
+    return _JSONResponse(entries)
 
 
 async def _upload_raw(

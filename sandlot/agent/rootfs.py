@@ -127,6 +127,10 @@ class RootFS:
         """The sandbox-absolute, lexically normal form of a client path."""
         if "\0" in path:
             raise ValueError("paths must not contain NUL characters")
+        try:
+            os.fsencode(path)
+        except UnicodeEncodeError:
+            raise ValueError(f"path {path!r} holds a lone UTF-16 surrogate, which no file name can") from None
         joined = path if path.startswith("/") else posixpath.join(home or "/", path)
         normal = posixpath.normpath(joined)
         return "/" + normal.lstrip("/")

@@ -144,7 +144,9 @@ def _error_body(exc: BaseException) -> dict[str, str]:
 
 
 def _dumps(message: Any) -> bytes:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    # A file name that is not UTF-8 reaches us from os.fsdecode with lone surrogates; written
+    # out as JSON ``\udcXX`` escapes, it comes back to us as the same name.
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace")
 
 
 def envelope(message: Any, flags: int = 0) -> bytes:
@@ -267,6 +269,8 @@ def _decode(payload: bytes) -> dict[str, Any]:
         message = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConnectError(Code.INVALID_ARGUMENT, f"the message is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ConnectError(Code.INVALID_ARGUMENT, "the message nests too deeply") from None
     if not isinstance(message, dict):
         raise ConnectError(Code.INVALID_ARGUMENT, "the message must be a JSON object")
     return message

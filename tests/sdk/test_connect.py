@@ -131,3 +131,15 @@ def test_base64_both_alphabets_with_and_without_padding() -> None:
     assert connect.b64encode(b"data") == "ZGF0YQ=="
     assert connect.b64decode("ZGF0YQ==") == connect.b64decode("ZGF0YQ") == b"data"
     assert connect.b64decode("_-8") == connect.b64decode("/+8=") == b"\xff\xef"
+
+
+def test_json_nested_past_the_recursion_limit_is_a_protocol_error() -> None:
+    """Found while writing fuzz/connect.py: Python's JSON decoder raises RecursionError, not ValueError."""
+    deep = b"[" * 5000
+    with pytest.raises(exceptions.ProtocolError):
+        connect.parse_unary(200, "application/json", deep)
+    with pytest.raises(exceptions.ServerError):
+        connect.parse_unary(500, "application/json", deep)
+    [envelope] = connect.EnvelopeDecoder().feed(struct.pack(">BI", connect.FLAG_END_STREAM, len(deep)) + deep)
+    with pytest.raises(exceptions.ProtocolError):
+        connect.check_end_stream(envelope)

@@ -163,6 +163,8 @@ static void buf_reserve(struct buf *b, size_t n)
 
 static void buf_append(struct buf *b, const void *p, size_t n)
 {
+    if (n == 0)
+        return; /* an empty STDIN frame to an unused buffer: no memcpy to NULL (UB) */
     buf_reserve(b, n);
     memcpy(b->data + b->end, p, n);
     b->end += n;

@@ -99,7 +99,7 @@ class Envelope:
             raise exceptions.ProtocolError("the server sent a compressed envelope; none was negotiated")
         try:
             value = json.loads(self.payload) if self.payload else {}
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise exceptions.ProtocolError(f"invalid JSON in a stream envelope: {exc}") from exc
         if not isinstance(value, dict):
             raise exceptions.ProtocolError("a stream envelope does not hold a JSON object")
@@ -186,7 +186,7 @@ def parse_unary(status: int, content_type: str, body: bytes, *, context: str | N
     if status != 200:
         try:
             parsed = json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, dict) and isinstance(parsed.get("code"), str) and parsed["code"] in errors.CODES:
             return _raise(errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context))
@@ -195,7 +195,7 @@ def parse_unary(status: int, content_type: str, body: bytes, *, context: str | N
         raise exceptions.ProtocolError(f"unexpected content type {content_type!r} on a unary answer")
     try:
         value = json.loads(body) if body else {}
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise exceptions.ProtocolError(f"invalid JSON in a unary answer: {exc}") from exc
     if not isinstance(value, dict):
         raise exceptions.ProtocolError("a unary answer is not a JSON object")

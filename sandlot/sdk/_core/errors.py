@@ -152,7 +152,7 @@ def error_from_http(
     message, code = text, None
     try:
         parsed = json.loads(body) if body else None
-    except ValueError:
+    except (ValueError, RecursionError):
         parsed = None
     if isinstance(parsed, dict):
         if isinstance(parsed.get("message"), str):
