@@ -200,6 +200,10 @@ class SandboxManager:
         pool: pools.Pool | None = None,
     ) -> None:
         self.driver = driver
+        self._checkpointing = base.capability(driver, base.Checkpointing)
+        self._forking = base.capability(driver, base.Forking)
+        self._snapshotting = base.capability(driver, base.Snapshotting)
+        self._restarting = base.capability(driver, base.Restarting)
         self.database = database
         self.settings = settings
         self.pool = pool
@@ -400,11 +404,11 @@ class SandboxManager:
         store and memory; its lifetime counts from when it is made, not from ``now``."""
         try:
             if source is not None:
-                create_from = getattr(self.driver, "create_from_snapshot", None)
-                if create_from is None:
+                snapshotting = self._snapshotting
+                if snapshotting is None:
                     raise errors.NotSupported("this runtime cannot make sandboxes from snapshots")
                 async with self.snapshots.using(source) as path:
-                    await create_from(spec=spec, source=path)
+                    await snapshotting.create_from_snapshot(spec=spec, source=path)
             elif (claimed := await self._claim(spec)) is not None:
                 sbx.id = claimed
             else:
@@ -636,12 +640,12 @@ class SandboxManager:
                 raise errors.SandboxNotFound(sbx.id)
             if sbx.state != "paused":
                 return False
-            restore = getattr(self.driver, "restore", None)
-            if restore is None:
+            checkpointing = self._checkpointing
+            if checkpointing is None:
                 raise errors.NotSupported("this runtime cannot restore checkpoints")
             started = time.monotonic()
             try:
-                await restore(sandbox_id=sbx.id)
+                await checkpointing.restore(sandbox_id=sbx.id)
             except runtime_errors.RuntimeDriverError as exc:
                 logger.exception("lifecycle.resume.failed %s", sbx.id)
                 raise errors.RuntimeFailure(
@@ -705,13 +709,13 @@ class SandboxManager:
                 raise errors.SandboxNotFound(sbx.id)
             if sbx.state == "paused":
                 return False
-            checkpoint = getattr(self.driver, "checkpoint", None)
-            if checkpoint is None:
+            checkpointing = self._checkpointing
+            if checkpointing is None:
                 raise errors.NotSupported("this runtime cannot checkpoint sandboxes")
             started = time.monotonic()
             image = await asyncio.to_thread(self.snapshots.new_checkpoint_dir, sbx.id, "pause")
             try:
-                await checkpoint(sandbox_id=sbx.id, image_dir=image)
+                await checkpointing.checkpoint(sandbox_id=sbx.id, image_dir=image)
             except runtime_errors.RuntimeDriverError as exc:
                 await asyncio.to_thread(shutil.rmtree, image, True)
                 logger.exception("lifecycle.pause.failed %s", sbx.id)
@@ -748,8 +752,8 @@ class SandboxManager:
         if not 1 <= count <= 20:
             raise errors.InvalidRequest(f"count must be between 1 and 20, got {count}")
         seconds = self._clamp_timeout(timeout)
-        fork = getattr(self.driver, "fork", None)
-        if fork is None:
+        forking = self._forking
+        if forking is None:
             raise errors.NotSupported("this runtime cannot fork sandboxes")
         children = [
             dataclasses.replace(
@@ -801,7 +805,8 @@ class SandboxManager:
     ) -> list[LiveSandbox]:
         """`fork` once admitted: ``children`` made as ``specs`` say, in the runtime, the store
         and memory, or none of them."""
-        fork = self.driver.fork  # type: ignore[attr-defined]
+        forking = self._forking
+        assert forking is not None  # `fork` checked
         started = time.monotonic()
         async with self._lock(parent.id):
             if parent.id not in self._live or parent.id in self._ending:
@@ -812,7 +817,7 @@ class SandboxManager:
                 )
             image = await asyncio.to_thread(self.snapshots.new_checkpoint_dir, parent.id, "fork")
             try:
-                await fork(sandbox_id=parent.id, children=specs, image_dir=image)
+                await forking.fork(sandbox_id=parent.id, children=specs, image_dir=image)
                 faults.crash_point("fork.copied")
             except runtime_errors.RuntimeDriverError as exc:
                 logger.exception("lifecycle.fork.failed %s", parent.id)
@@ -866,8 +871,8 @@ class SandboxManager:
                 )
             if self._is_template(name):
                 raise errors.Conflict(f"name {name!r} is a template's: choose another")
-        take = getattr(self.driver, "snapshot", None)
-        if take is None:
+        snapshotting = self._snapshotting
+        if snapshotting is None:
             raise errors.NotSupported("this runtime cannot snapshot sandboxes")
         if sbx.state != "running":  # paused, or gone: `_snapshot` says which
             return await self._snapshot(sbx, name, memory)
@@ -881,7 +886,8 @@ class SandboxManager:
 
     async def _snapshot(self, sbx: LiveSandbox, name: str | None, memory: bool) -> store.SnapshotRecord:
         """`snapshot` once admitted."""
-        take = self.driver.snapshot  # type: ignore[attr-defined]
+        snapshotting = self._snapshotting
+        assert snapshotting is not None  # `snapshot` checked
         started = time.monotonic()
         async with self._lock(sbx.id):
             if sbx.id not in self._live or sbx.id in self._ending:
@@ -892,7 +898,7 @@ class SandboxManager:
                 )
             snapshot_id, partial = await asyncio.to_thread(self.snapshots.new_snapshot_dir)
             try:
-                await take(sandbox_id=sbx.id, dest=partial, memory=memory)
+                await snapshotting.snapshot(sandbox_id=sbx.id, dest=partial, memory=memory)
                 faults.crash_point("snapshot.taken")
             except runtime_errors.RuntimeDriverError as exc:
                 logger.exception("lifecycle.snapshot.failed %s", sbx.id)
@@ -940,8 +946,8 @@ class SandboxManager:
     async def _restart(self, sbx: LiveSandbox, seconds: int, *, if_paused: bool = False) -> bool:
         """Boot a sandbox clean on its files (see `restart`); with ``if_paused``, only if it
         is paused when its turn comes (False: it was running, and is left alone)."""
-        restart = getattr(self.driver, "restart", None)
-        if restart is None:
+        restarting = self._restarting
+        if restarting is None:
             raise errors.NotSupported("this runtime cannot restart sandboxes")
         failure: runtime_errors.RuntimeDriverError | None = None
         async with self._lock(sbx.id):
@@ -950,7 +956,7 @@ class SandboxManager:
             if if_paused and sbx.state != "paused":
                 return False
             try:
-                await restart(sandbox_id=sbx.id)
+                await restarting.restart(sandbox_id=sbx.id)
             except runtime_errors.TemplateNotFound as exc:
                 raise errors.TemplateNotFound(
                     f"{exc}: the sandbox is left as it was"

@@ -4,18 +4,33 @@ The layers above speak only this protocol and the models of `sandlot.runtime.mod
 driver serves it is chosen by name from the ``sandlot.runtime_drivers`` entry points
 (`sandlot.runtime.drivers.load`). Every method is async and keyword-only, so call sites read
 ``await driver.destroy(sandbox_id=...)``.
+
+`RuntimeDriver` is what every driver does. What only some substrates can do is a capability of
+its own (`Checkpointing`, `Forking`, `Snapshotting`, `Restarting`): a driver has it when it
+has the protocol's methods, checked once with `capability`, so the layers above never probe
+for a method by name.
 """
 
 from __future__ import annotations
 
 import builtins
 import enum
-from collections.abc import AsyncIterator, Collection, Mapping
-from typing import Protocol
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from pathlib import Path
+from typing import Protocol, TypeVar, runtime_checkable
 
 from sandlot.runtime import models
 
-__all__ = ["OutputStream", "Process", "RuntimeDriver"]
+__all__ = [
+    "Checkpointing",
+    "Forking",
+    "OutputStream",
+    "Process",
+    "Restarting",
+    "RuntimeDriver",
+    "Snapshotting",
+    "capability",
+]
 
 
 class OutputStream(enum.IntEnum):
@@ -104,3 +119,50 @@ class RuntimeDriver(Protocol):
 
     async def aclose(self) -> None:
         """Release the driver's own resources; the sandboxes stay."""
+
+
+@runtime_checkable
+class Checkpointing(Protocol):
+    """Pause with memory kept: a sandbox's processes dumped to images, and brought back."""
+
+    async def checkpoint(self, *, sandbox_id: str, image_dir: Path) -> None:
+        """Dump the sandbox's processes into ``image_dir`` (which must not exist yet) and stop
+        them; the sandbox holds no memory or CPU until `restore`."""
+
+    async def restore(self, *, sandbox_id: str) -> models.SandboxInfo:
+        """Bring a checkpointed sandbox back: every process goes on where it was."""
+
+
+@runtime_checkable
+class Forking(Protocol):
+    async def fork(
+        self, *, sandbox_id: str, children: Sequence[models.SandboxSpec], image_dir: Path
+    ) -> builtins.list[models.SandboxInfo]:
+        """New sandboxes, each a copy of ``sandbox_id``'s memory and files as they are now;
+        all are made or none."""
+
+
+@runtime_checkable
+class Snapshotting(Protocol):
+    async def snapshot(self, *, sandbox_id: str, dest: Path, memory: bool = True) -> None:
+        """Copy a running sandbox's files, and its memory unless ``memory`` is false, into
+        ``dest``."""
+
+    async def create_from_snapshot(self, *, spec: models.SandboxSpec, source: Path) -> models.SandboxInfo:
+        """A new sandbox on a copy of a `snapshot`'s files, restored from its memory when it
+        has one, else booted clean."""
+
+
+@runtime_checkable
+class Restarting(Protocol):
+    async def restart(self, *, sandbox_id: str) -> models.SandboxInfo:
+        """End every process of a sandbox (running or checkpointed) and boot it clean on its
+        own disk."""
+
+
+C = TypeVar("C")
+
+
+def capability(driver: RuntimeDriver, kind: type[C]) -> C | None:
+    """``driver`` as a ``kind`` (one of the capability protocols above), or None without it."""
+    return driver if isinstance(driver, kind) else None  # type: ignore[return-value]
