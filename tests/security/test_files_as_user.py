@@ -17,6 +17,7 @@ import pytest
 from e2b import Sandbox
 
 from tests.api.conftest import Server
+from tests.security.conftest import module_sandbox
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 
@@ -25,14 +26,8 @@ DENIED = "permission denied"
 
 @pytest.fixture(scope="module")
 def sbx(server: Server) -> Iterator[Sandbox]:
-    """One sandbox for the module (the SDK pointed at the server here: `e2b_env` is per test)."""
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("E2B_API_URL", "E2B_SANDBOX_URL"):
-            env.setenv(name, server.url)
-        env.setenv("E2B_API_KEY", server.key)
-        sandbox = Sandbox.create(timeout=300, api_key=server.key, secure=True)
+    with module_sandbox(server, secure=True) as sandbox:
         yield sandbox
-        sandbox.kill()
 
 
 def _denied(call: object) -> None:

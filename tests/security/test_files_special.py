@@ -19,20 +19,15 @@ from e2b import InvalidArgumentException, Sandbox
 
 from sandlot.agent import filesystem
 from tests.api.conftest import Server
+from tests.security.conftest import module_sandbox
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 
 
 @pytest.fixture(scope="module")
 def sbx(server: Server) -> Iterator[Sandbox]:
-    """One sandbox for the module (the SDK pointed at the server here: `e2b_env` is per test)."""
-    with pytest.MonkeyPatch.context() as env:
-        for name in ("E2B_API_URL", "E2B_SANDBOX_URL"):
-            env.setenv(name, server.url)
-        env.setenv("E2B_API_KEY", server.key)
-        sandbox = Sandbox.create(timeout=300, api_key=server.key)
+    with module_sandbox(server) as sandbox:
         yield sandbox
-        sandbox.kill()
 
 
 @pytest.fixture
