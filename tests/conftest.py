@@ -68,7 +68,7 @@ async def driver(data_root: Path) -> AsyncIterator[RuncDriver]:
         await d.reconcile(known=())
     leaks = census(d).leaks_since(EMPTY)
     assert not leaks, f"the driver left host objects behind: {leaks}"
-    out = subprocess.run(["nft", "list", "table", "inet", d.network.table], capture_output=True)
+    out = subprocess.run(["nft", "list", "table", "inet", d.network.table], capture_output=True)  # noqa: ASYNC221 - the session is over: nothing else waits on the loop
     assert out.returncode != 0, "the driver's nftables table is still there after aclose()"
     parents = list(Path("/sys/fs/cgroup").glob(f"*/sandlot-{d.settings.instance}"))
     assert not parents, f"the driver's cgroup parents are still there after aclose(): {parents}"
