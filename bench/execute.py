@@ -111,7 +111,6 @@ def main() -> None:
 
     rows: list[tuple[Figure, float | None, int]] = []
     with sandlot_server(None) as server:
-        print(f"sandlot serve pid {server.pid} at {server.url}", flush=True)
         single = sequential(server, args.runs)
         rows.append((single, None, 0))
         for clients in (2, 8, 32):

@@ -207,11 +207,13 @@ def serving(
     *,
     drop: tuple[str, ...] = ("E2B_", "SANDLOT_API_"),
     verbose: bool = True,
+    strict: bool = True,
 ) -> Iterator[Server]:
     """A started server of its own (see `environment` for the arguments). At the end (started
     again if it was left stopped) every team's sandboxes are killed, it gets SIGTERM and must
     exit 0, and the census of its instance must find nothing it did not find before it started:
-    `AssertionError` otherwise, after what was left has been swept away."""
+    `AssertionError` otherwise, after what was left has been swept away. Not ``strict`` (a
+    benchmark, whose figures are worth printing all the same), what went wrong goes to stderr."""
     data_dir.mkdir(mode=0o711, exist_ok=True)
     server = Server(data_dir, environment(instance, subnet, settings, drop=drop), verbose=verbose)
     before = census(RuncDriver(server.settings))
@@ -225,10 +227,17 @@ def serving(
         leaks = leaks_of(server, before)
         if leaks:
             asyncio.run(sweep(server.settings))
-        exited = "nothing: it did not exit within 30 s of SIGTERM and was killed" if code is None else code
-        assert code == 0, f"the server exited {exited}: {server.log_tail()}"
-        problems = [line for line in server.log.read_text().splitlines() if "ERROR" in line or "failed" in line]
-        assert not leaks, f"the server left host objects behind (swept since): {leaks}\n" + "\n".join(problems[-40:])
+        wrong = []
+        if code != 0:
+            exited = "nothing: it did not exit within 30 s of SIGTERM and was killed" if code is None else code
+            wrong.append(f"the server exited {exited}: {server.log_tail()}")
+        if leaks:
+            problems = [line for line in server.log.read_text().splitlines() if "ERROR" in line or "failed" in line]
+            wrong.append(f"the server left host objects behind (swept since): {leaks}\n" + "\n".join(problems[-40:]))
+        if wrong and strict:
+            raise AssertionError("\n".join(wrong))
+        for problem in wrong:
+            print(f"warning: {problem}", file=sys.stderr, flush=True)
 
 
 def _shut_down(server: Server) -> int | None:
