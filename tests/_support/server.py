@@ -95,8 +95,10 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     extra_keys: list[str] = dataclasses.field(default_factory=list)
     """Keys of other teams (`new_team_key`), whose sandboxes are killed at the end too."""
-    killed: bool = False
-    """Whether it was ever killed: its sandboxes' processes were then handed to this one."""
+    exited: bool = False
+    """Whether it ever exited: sandboxes outlive a server (a SIGKILL, or a stop before a start
+    again), so their processes were then handed to this one, a subreaper once a runc driver ran
+    in it."""
 
     @property
     def url(self) -> str:
@@ -150,6 +152,7 @@ class Server:
         """Wait for the process to exit (`subprocess.TimeoutExpired` if it does not in time)."""
         assert self.process is not None
         code = self.process.wait(timeout)
+        self.exited = True
         HELPERS.discard(self.process.pid)
         self.process = None
         return code
@@ -168,7 +171,6 @@ class Server:
         """SIGKILL, as a crash would: the sandboxes live on, handed to this process."""
         assert self.process is not None
         self.process.kill()
-        self.killed = True
         return self.wait(30)
 
     def new_team_key(self, name: str) -> str:
@@ -221,8 +223,9 @@ def serving(
     try:
         yield server
     finally:
+        restarted = server.exited
         code = _shut_down(server)
-        if server.killed:
+        if restarted:
             _reap_orphans(before)
         leaks = leaks_of(server, before)
         if leaks:
@@ -261,8 +264,8 @@ def leaks_of(server: Server, before: Census = EMPTY) -> dict[str, list[str]]:
 
 
 def _reap_orphans(before: Census, wait: float = 10) -> None:
-    """Reap the zombies of the sandbox processes a killed server handed to this process (a
-    subreaper, like systemd for a real server), once a later server has ended them."""
+    """Reap the zombies of the sandbox processes an earlier run of the server handed to this
+    process (a subreaper, like systemd for a real server), once a later run has ended them."""
     deadline = time.monotonic() + wait
     while new := descendants() - before.processes:
         if time.monotonic() > deadline:
