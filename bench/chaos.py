@@ -39,11 +39,10 @@ from e2b import AsyncSandbox
 from e2b.sandbox.sandbox_api import SandboxState
 
 from bench import load
-from sandlot.config import Settings
 from sandlot.runtime import _utils
 from sandlot.runtime.drivers import runc
-from tests import conftest
-from tests.api.conftest import Server
+from tests._support.census import census
+from tests._support.server import Server, scratch_dir
 
 MIX = load.Mix(pause_every=2, fork_every=3)
 
@@ -80,7 +79,9 @@ class ChaosReport:
         return "\n".join(lines + self.problems)
 
 
-async def chaos(server: Server, *, rounds: int, clients: int = 8, seed: int | None = None, call_timeout: float = 60) -> ChaosReport:
+async def chaos(
+    server: Server, *, rounds: int, clients: int = 8, seed: int | None = None, call_timeout: float = 60
+) -> ChaosReport:
     """Kill and restart ``server`` ``rounds`` times under ``clients`` looping clients and look at
     every sandbox after each restart."""
     runc._become_subreaper()
@@ -93,7 +94,7 @@ async def chaos(server: Server, *, rounds: int, clients: int = 8, seed: int | No
             found = Round(number, rng.uniform(0.5, 8.0))
             await asyncio.sleep(found.after)
             mixed.gate.close()
-            await asyncio.to_thread(_kill, server)
+            await asyncio.to_thread(server.kill)
             await asyncio.to_thread(server.start)
             await asyncio.wait_for(mixed.gate.quiet(), call_timeout + 30)
             await _look(server, mixed, found)
@@ -107,18 +108,11 @@ async def chaos(server: Server, *, rounds: int, clients: int = 8, seed: int | No
     return ChaosReport(done, mixed.report)
 
 
-def _kill(server: Server) -> None:
-    assert server.process is not None
-    server.process.kill()
-    server.process.wait()
-    conftest.HELPERS.discard(server.process.pid)
-    server.process = None
-
-
 async def _look(server: Server, mixed: load.Load, found: Round) -> None:
     """Every listed sandbox whole, every held one that is not listed cleanly ended; the
     unheld ones killed afterwards."""
-    async with httpx.AsyncClient(base_url=server.url, headers={"X-API-Key": server.key}, timeout=mixed.call_timeout) as http:
+    headers = {"X-API-Key": server.key}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=mixed.call_timeout) as http:
         listed = {s["sandboxID"] for s in (await http.get("/v2/sandboxes", params={"limit": 1000})).json()}
         for sid in sorted(listed):
             try:
@@ -130,7 +124,9 @@ async def _look(server: Server, mixed: load.Load, found: Round) -> None:
             answer = await http.get(f"/sandboxes/{sid}")
             left = _host_objects(server, sid)
             if answer.status_code != 404 or left:
-                found.problems.append(f"{sid} is not listed, but GET answers {answer.status_code} and the host holds {left}")
+                found.problems.append(
+                    f"{sid} is not listed, but GET answers {answer.status_code} and the host holds {left}"
+                )
             else:
                 found.ended += 1
         for sid in sorted(listed - set(mixed.held)):
@@ -156,8 +152,7 @@ async def _whole(mixed: load.Load, sid: str, content: str | None) -> None:
 
 def _host_objects(server: Server, sid: str) -> list[str]:
     """The runc container, cgroups and mounts of ``sid`` the host still holds."""
-    settings = Settings.from_env(environ=server.env, data_dir=server.data_dir).runtime
-    now = conftest.census(runc.RuncDriver(settings))
+    now = census(runc.RuncDriver(server.settings))
     return sorted(o for kind in (now.containers, now.cgroups, now.mounts) for o in kind if sid in o)
 
 
@@ -169,7 +164,7 @@ def main() -> None:
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(2**32)
     print(f"seed {seed}")
-    with load.data_root() as root, load.served(root, "c") as server:
+    with scratch_dir("sandlot-bench-") as root, load.served(root, "c") as server:
         report = asyncio.run(chaos(server, rounds=args.rounds, clients=args.clients, seed=seed))
         print(report.summary())
         if report.problems:

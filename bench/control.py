@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1,
                         help="client processes the clients are spread over (one Python process "
-                             "cannot drive the server hard enough)")  # fmt: skip
+                             "cannot drive the server hard enough)")
     args = parser.parse_args()
     key = args.key or Path("/var/lib/sandlot/api-key").read_text().strip()
     with httpx.Client(
@@ -108,7 +108,7 @@ def main() -> None:
     p50 = statistics.median(latencies) * 1000
     p99 = latencies[int(len(latencies) * 0.99)] * 1000
     print(f"GET /sandboxes/{{id}}: {args.clients} clients in {args.processes} processes, {elapsed:.0f} s, "
-          f"{len(latencies)} requests, {len(errors)} errors")  # fmt: skip
+          f"{len(latencies)} requests, {len(errors)} errors")
     print(
         f"  {len(latencies) / elapsed:,.0f} requests/s   p50 {p50:.2f} ms   p99 {p99:.2f} ms"
     )

@@ -44,7 +44,7 @@ def ensure_installed() -> None:
     done = subprocess.run(
         ["apt-get", "install", "-y", "--no-install-recommends", "docker.io"],
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+    )
     if done.returncode != 0:
         raise DockerUnavailable(f"apt-get install docker.io failed: {done.stderr.strip()[-500:]}")
 
@@ -68,7 +68,7 @@ def dockerd(under: str = "/var/tmp") -> Iterator[list[str]]:
              "-H", f"unix://{sock}", "--iptables=false", "--ip6tables=false", "--ip-forward=false",
              "--ip-masq=false", "--bridge=none"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+        )
     try:
         deadline = time.monotonic() + 60
         while subprocess.run([*docker, "version"], capture_output=True, check=False).returncode != 0:
@@ -135,7 +135,7 @@ def docker_figures(runs: int, exec_runs: int) -> list[Figure]:
         container = subprocess.run(
             [*docker, "run", "-d", "--network", "none", "--user", "0", IMAGE, "sleep", "infinity"],
             check=True, capture_output=True, text=True,
-        ).stdout.strip()  # fmt: skip
+        ).stdout.strip()
         execs = timed_runs([*docker, "exec", container, "true"], exec_runs, warmup=10)
     return [
         Figure("docker run --rm --network none IMAGE true", run),

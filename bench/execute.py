@@ -111,7 +111,6 @@ def main() -> None:
 
     rows: list[tuple[Figure, float | None, int]] = []
     with sandlot_server(None) as server:
-        print(f"sandlot serve pid {server.pid} at {server.url}", flush=True)
         single = sequential(server, args.runs)
         rows.append((single, None, 0))
         for clients in (2, 8, 32):
@@ -132,7 +131,7 @@ def main() -> None:
             print(f"Docker baseline skipped: {exc}", flush=True)
 
     print(f"\n# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"kernel {platform.release()}")  # fmt: skip
+          f"kernel {platform.release()}")
     width = max(len(f.name) for f, _, _ in rows) + 2
     print(f"{'what':{width}} {'runs':>6} {'p50 ms':>8} {'p99 ms':>8} {'runs/s':>7} {'failed':>6}")
     for f in [floor, *([docker] if docker else [])]:
@@ -150,7 +149,7 @@ def main() -> None:
         ratio = f.p99 / f.p50
         print(f"{f.name}: {rps:.1f} runs/s (target >= {RPS_TARGET:.0f}: {'met' if rps and rps >= RPS_TARGET else 'not met'}); "
               f"p99 {f.p99:.0f} ms = {ratio:.1f}x its p50 of {f.p50:.0f} ms (target <= {P99_OVER_P50_TARGET:.0f}x: "
-              f"{'met' if ratio <= P99_OVER_P50_TARGET else 'not met'}); {failed} failed")  # fmt: skip
+              f"{'met' if ratio <= P99_OVER_P50_TARGET else 'not met'}); {failed} failed")
 
 
 if __name__ == "__main__":

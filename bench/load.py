@@ -9,8 +9,8 @@ a call that hangs is reported as an error instead of stalling the run.
 
 `run` is the one entry point: N clients for T seconds against a server, returning a
 `Report` (loops done, every error with its message, per-operation p50/p99/max latency).
-`served` starts a real `sandlot serve` for it (the `Server` of tests/api/conftest.py) and takes
-the leak census of tests/conftest.py after stopping it. bench/chaos.py and bench/soak.py and
+`served` starts a real `sandlot serve` for it (`serving` of tests/_support/server.py), which
+takes the leak census of its instance after stopping it. bench/chaos.py and bench/soak.py and
 tests/reliability/ build on both.
 
     sudo .venv/bin/python -m bench.load [--clients 16] [--seconds 120] [--url URL --key KEY]
@@ -26,25 +26,18 @@ import contextlib
 import dataclasses
 import itertools
 import os
-import shutil
 import statistics
-import subprocess
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from e2b import AsyncSandbox
 from e2b.exceptions import NotFoundException
 
-from sandlot.config import RuntimeSettings, Settings
-from sandlot.runtime import _utils, cgroups
-from sandlot.runtime.drivers.runc import RuncDriver
-from tests import conftest, slot
-from tests.api.conftest import Server, _free_port
-from tests.conftest import EMPTY, census
+from tests import slot
+from tests._support.server import Server, scratch_dir, serving
 
 T = TypeVar("T")
 
@@ -198,7 +191,9 @@ class Load:
                 return
             sbx: AsyncSandbox | None = None
             try:
-                sbx = await self.call("create", lambda: AsyncSandbox.create(timeout=300, metadata={"load": str(n)}, **self.opts))
+                sbx = await self.call(
+                    "create", lambda: AsyncSandbox.create(timeout=300, metadata={"load": str(n)}, **self.opts)
+                )
                 self.held[sbx.sandbox_id] = None
                 sbx = await self.loop(sbx, loop)
                 self.report.loops += 1
@@ -266,95 +261,29 @@ async def bounded(op: str, make: Callable[[], Awaitable[T]], timeout: float) -> 
         raise LoadError(f"{op}: {type(exc).__name__}: {str(exc)[:300]}") from exc
 
 
-def prepare(url: str, key: str, *, clients: int, seconds: float, mix: Mix | None = None, call_timeout: float = 60) -> Load:
+def prepare(
+    url: str, key: str, *, clients: int, seconds: float, mix: Mix | None = None, call_timeout: float = 60
+) -> Load:
     """A `Load` of ``clients`` clients that `Load.drive` runs for ``seconds``."""
     return Load(url, key, mix or Mix(), call_timeout, Report(clients, seconds), time.monotonic() + seconds)
 
 
-async def run(url: str, key: str, *, clients: int, seconds: float, mix: Mix | None = None, call_timeout: float = 60) -> Report:
+async def run(
+    url: str, key: str, *, clients: int, seconds: float, mix: Mix | None = None, call_timeout: float = 60
+) -> Report:
     """Run ``clients`` looping clients for ``seconds`` and report what they saw."""
     load = prepare(url, key, clients=clients, seconds=seconds, mix=mix, call_timeout=call_timeout)
     await load.drive()
     return load.report
 
 
-@contextlib.contextmanager
-def served(data_root: Path, letter: str, *, half: int = 0, env: dict[str, str] | None = None) -> Iterator[Server]:
+def served(
+    data_root: Path, letter: str, *, half: int = 0, env: dict[str, str] | None = None
+) -> contextlib.AbstractContextManager[Server]:
     """A real `sandlot serve` of its own (runc instance ``t<pid><letter>``, a subnet of this
-    test slot, data in ``data_root/<letter>``). Afterwards every sandbox is killed through the
-    API, the server gets SIGTERM and must exit 0, and the leak census of its instance must be
-    empty: `AssertionError` otherwise."""
-    data_dir = data_root / letter
-    data_dir.mkdir(mode=0o711)
-    server_env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    server_env |= {
-        "SANDLOT_INSTANCE": f"t{os.getpid()}{letter}",
-        "SANDLOT_SUBNET": slot.subnet(180, half),
-        "SANDLOT_INTERNET_DEFAULT": "false",
-        **(env or {}),
-    }
-    port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", key="", data_dir=data_dir, env=server_env, port=port)
-    server.start()
-    try:
-        yield server
-    finally:
-        if server.process is None:
-            server.start()
-        server.kill_all()
-        code = _stop(server)
-        reap_orphans()
-        settings = Settings.from_env(environ=server_env, data_dir=data_dir).runtime
-        leaks = census(RuncDriver(settings)).leaks_since(EMPTY)
-        if leaks:
-            asyncio.run(_sweep(settings))
-        log = (data_dir / "server.log").read_text()
-        assert code == 0, f"the server exited {code}: {log[-3000:]}"
-        assert not leaks, f"the server left host objects behind: {leaks} (swept since; log in {data_dir})"
-
-
-def _stop(server: Server) -> int | str:
-    """SIGTERM the server; its exit code, or what went wrong when it did not exit in 30 s."""
-    try:
-        return server.stop()
-    except subprocess.TimeoutExpired:
-        assert server.process is not None
-        server.process.kill()
-        server.process.wait()
-        conftest.HELPERS.discard(server.process.pid)
-        server.process = None
-        return "nothing: it did not exit within 30 s of SIGTERM and was killed"
-
-
-async def _sweep(settings: RuntimeSettings) -> None:
-    """End whatever a failed run left of the server's instance, so the host stays clean: the
-    processes in its cgroups first (a hung restore leaves them frozen, and orphaned), then
-    every other piece through the driver's own reconcile."""
-    parent = f"/sandlot-{settings.instance}"
-    for sid in {c.name for d in cgroups.cgroup_dirs(parent) for c in d.iterdir() if c.is_dir()}:
-        await cgroups.kill_all(f"{parent}/{sid}")
-    async with RuncDriver(settings) as driver:
-        await driver.reconcile(known=())
-
-
-def reap_orphans(wait: float = 10) -> None:
-    """Reap the zombies of sandbox processes handed to this process (a subreaper: see
-    bench/chaos.py) by a server that was killed, once a later server has ended them."""
-    deadline = time.monotonic() + wait
-    while time.monotonic() < deadline:
-        _utils.reap_orphans_now()
-        if not conftest._descendants():
-            return
-        time.sleep(0.05)
-
-
-@contextlib.contextmanager
-def data_root() -> Iterator[Path]:
-    """A data root like the tests' (under /var/tmp, mode 0711: a sandbox's root must pass)."""
-    path = Path(tempfile.mkdtemp(prefix="sandlot-bench-", dir="/var/tmp"))
-    path.chmod(0o711)
-    yield path  # left in place when the run failed: the server's log is in it
-    shutil.rmtree(path, ignore_errors=True)
+    test slot, data in ``data_root/<letter>``, ``env`` on top of its environment): see
+    `tests._support.server.serving` for what is checked at its end."""
+    return serving(data_root / letter, f"t{os.getpid()}{letter}", slot.subnet(180, half), env)
 
 
 def main() -> None:
@@ -370,7 +299,7 @@ def main() -> None:
     if args.url:
         print(asyncio.run(run(args.url, args.key, clients=args.clients, seconds=args.seconds, mix=mix)).summary())
         return
-    with data_root() as root, served(root, "l") as server:
+    with scratch_dir("sandlot-bench-") as root, served(root, "l") as server:
         print(asyncio.run(run(server.url, server.key, clients=args.clients, seconds=args.seconds, mix=mix)).summary())
 
 

@@ -68,7 +68,7 @@ def raw_runc(rootfs: Path, runs: int) -> list[float]:
         for i in range(runs):
             started = time.perf_counter()
             subprocess.run(["runc", "--root", root, "run", "--bundle", bundle, f"bench-raw-{i}"],
-                           check=True, stdin=subprocess.DEVNULL)  # fmt: skip
+                           check=True, stdin=subprocess.DEVNULL)
             samples.append((time.perf_counter() - started) * 1000)
         return samples
 
@@ -163,7 +163,7 @@ def main() -> None:
     moves = Figure(f"first cgroup move of a burst ({'favordynmods' if favoured else 'default lock'})", cgroup_moves(30))
 
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"kernel {platform.release()}")  # fmt: skip
+          f"kernel {platform.release()}")
     print(f"{'what':48} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}")
     for f in [runc, fork, moves, *figures]:
         print(f"{f.name:48} {len(f.samples):5} {f.p50:8.2f} {f.p99:8.2f}")

@@ -3,9 +3,10 @@
 
 Beside them, in the same run: the floors of bench/runtime.py (raw `runc run /bin/true` on the
 template rootfs, raw fork/exec of `true`) and, where dockerd can be started, `docker run` and
-`docker exec` of the same `true` (bench/docker.py). The server is a subprocess on a free
-loopback port with its own data directory, runc instance and subnet; at the end its sandboxes
-are killed, it gets SIGTERM, anything it left on the host is swept, and the directory removed.
+`docker exec` of the same `true` (bench/docker.py). The server is the tests' (`serving` of
+tests/_support/server.py): a subprocess on a free loopback port with its own data directory,
+runc instance and subnet; at the end its sandboxes are killed, it gets SIGTERM, and anything it
+left on the host is reported and swept.
 
     sudo .venv/bin/python bench/sdk.py [--runs 100] [--exec-runs 200] [--no-docker]
 
@@ -17,7 +18,6 @@ the logging itself.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import dataclasses
 import importlib.metadata
@@ -25,16 +25,14 @@ import os
 import platform
 import shutil
 import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _checkout  # noqa: F401 -- first: the imports of sandlot and tests below need it
 import docker as docker_bench
 import httpx
 from control import _process as get_from_clients
@@ -42,8 +40,7 @@ from control import spread
 from runtime import Figure, raw_fork_exec, raw_runc
 
 from sandlot.config import Settings
-from sandlot.runtime import cgroups
-from sandlot.runtime.drivers.runc import RuncDriver
+from tests._support.server import Server, scratch_dir, serving
 
 E2B_PUBLISHED_MS = 150.0
 CREATE_TARGET_MS = 60.0
@@ -51,94 +48,28 @@ RUN_TARGET_MS = 10.0
 GET_TARGET_RPS = 1500.0
 
 
-@dataclasses.dataclass
-class Server:
-    url: str
-    key: str
-    pid: int
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _kill_all(url: str, key: str) -> None:
-    with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
-        for _ in range(5):  # a create still in flight shows up on a later look
-            found = client.get("/v2/sandboxes", params={"limit": 1000}).json()
-            if not found:
-                return
-            for sbx in found:
-                client.delete(f"/sandboxes/{sbx['sandboxID']}")
-
-
-async def _sweep(settings: Any) -> None:
-    """Remove whatever sandbox state the stopped server left on the host (mounts, netns,
-    cgroups, nftables): the same reconcile the server runs on start, with nothing known;
-    then the instance's now empty cgroup parents, which runc makes in every hierarchy
-    (name=systemd and unified too) and the driver leaves."""
-    async with RuncDriver(settings) as driver:
-        await driver.reconcile(known=())
-    name = f"sandlot-{settings.instance}"
-    for parent in [cgroups.ROOT / name, *cgroups.ROOT.glob(f"*/{name}")]:
-        with contextlib.suppress(OSError):
-            parent.rmdir()  # fails, harmlessly, unless empty
-
-
 @contextlib.contextmanager
 def sandlot_server(log_to: Path | None, settings: dict[str, str] | None = None) -> Iterator[Server]:
     """A `sandlot serve` with its own data directory, instance and subnet, and ``settings`` as
-    its ``SANDLOT_*`` variables (the caller's own are not passed on)."""
-    data_dir = Path(tempfile.mkdtemp(prefix="sandlot-bench-sdk-", dir="/var/tmp"))
-    os.chmod(data_dir, 0o711)
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("E2B_", "SANDLOT_"))}
-    env |= {"SANDLOT_INSTANCE": "benchsdk", "SANDLOT_SUBNET": "10.197.0.0/16", **(settings or {})}
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    sandlot = Path(sys.executable).parent / "sandlot"
-    log_path = data_dir / "server.log"
-    with open(log_path, "wb") as log:  # the child keeps its own descriptor; -v logs go to stdout
-        proc = subprocess.Popen(
-            [sandlot, *(["-v"] if log_to else []), "serve", "--host", "127.0.0.1", "--port", str(port),
-             "--data-dir", data_dir],
-            env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    key = ""
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"sandlot serve exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("sandlot serve did not become healthy in 60 s")
-            time.sleep(0.1)
-        key = (data_dir / "api-key").read_text().strip()
-        yield Server(url=url, key=key, pid=proc.pid)
-    finally:
-        if proc.poll() is None:
-            if key:
-                with contextlib.suppress(httpx.HTTPError, ValueError):
-                    _kill_all(url, key)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if log_to:
-            shutil.copyfile(log_path, log_to)
+    its ``SANDLOT_*`` variables (the caller's own are not passed on). With ``log_to`` it runs
+    with ``-v`` and its log is copied there at the end. A server that does not stop cleanly
+    or leaves something behind is reported on stderr (and swept), as a bench is not a test."""
+    with scratch_dir("sandlot-bench-sdk-") as root:
+        log = root / "server" / "server.log"
         try:
-            asyncio.run(_sweep(Settings.from_env(environ=env, data_dir=data_dir).runtime))
+            with serving(root / "server", "benchsdk", "10.197.0.0/16", settings, drop=("E2B_", "SANDLOT_"),
+                         verbose=log_to is not None, strict=False) as server:
+                assert server.process is not None
+                print(f"sandlot serve pid {server.process.pid} at {server.url}", flush=True)
+                yield server
         finally:
-            shutil.rmtree(data_dir)
+            if log_to and log.exists():
+                shutil.copyfile(log, log_to)
 
 
-def sdk_figures(label: str, create: Callable[[], contextlib.AbstractContextManager[Any]], runs: int, exec_runs: int) -> list[Figure]:
+def sdk_figures(
+    label: str, create: Callable[[], contextlib.AbstractContextManager[Any]], runs: int, exec_runs: int
+) -> list[Figure]:
     """create -> first `true` -> kill (the SDK's context manager kills on exit), then
     `commands.run("true")` in one sandbox."""
     created, first, cycle = [], [], []
@@ -190,10 +121,12 @@ def get_throughput(server: Server, clients: int, seconds: float, processes: int)
         sid = created.json()["sandboxID"]
         try:
             stop = time.perf_counter() + 1.0 + seconds  # a second for every process to connect
-            latencies, errors = spread(get_from_clients, (server.url, server.key, f"/sandboxes/{sid}"), clients, processes, stop)
+            asked = (server.url, server.key, f"/sandboxes/{sid}")
+            latencies, errors = spread(get_from_clients, asked, clients, processes, stop)
         finally:
             client.delete(f"/sandboxes/{sid}")
-    return Throughput(len(latencies), len(errors), seconds, Figure("GET /sandboxes/{id}", [x * 1000 for x in latencies]))
+    latency = Figure("GET /sandboxes/{id}", [x * 1000 for x in latencies])
+    return Throughput(len(latencies), len(errors), seconds, latency)
 
 
 def _ratio(value: float, base: float) -> str:
@@ -221,8 +154,8 @@ def main() -> None:
     figures: list[Figure] = []
     with sandlot_server(args.server_log) as server:
         os.environ |= {"E2B_API_URL": server.url, "E2B_SANDBOX_URL": server.url, "E2B_API_KEY": server.key}
-        print(f"sandlot serve pid {server.pid} at {server.url}", flush=True)
-        figures += sdk_figures(f"e2b {importlib.metadata.version('e2b')}", e2b.Sandbox.create, args.runs, args.exec_runs)
+        e2b_label = f"e2b {importlib.metadata.version('e2b')}"
+        figures += sdk_figures(e2b_label, e2b.Sandbox.create, args.runs, args.exec_runs)
         try:
             figures += sdk_figures(
                 "sandlot SDK",
@@ -247,13 +180,13 @@ def main() -> None:
             print(f"Docker baseline skipped: {exc}", flush=True)
 
     print(f"\n# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"kernel {platform.release()}")  # fmt: skip
+          f"kernel {platform.release()}")
     width = max(len(f.name) for f in [*figures, runc, fork, *docker.values()]) + 2
     print(f"{'what':{width}} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}")
     for f in [runc, fork, *docker.values(), *figures, throughput.latency]:
         print(f"{f.name:{width}} {len(f.samples):5} {f.p50:8.2f} {f.p99:8.2f}")
     print(f"{'GET /sandboxes/{id} throughput':{width}} {throughput.rps:,.0f} requests/s, {args.clients} clients, "
-          f"{args.seconds:.0f} s, {throughput.errors} errors")  # fmt: skip
+          f"{args.seconds:.0f} s, {throughput.errors} errors")
 
     print()
     by_name = {f.name: f for f in figures}
@@ -263,20 +196,21 @@ def main() -> None:
         run = by_name[f"{label}: commands.run('true')"]
         verdict = "met" if first.p50 <= CREATE_TARGET_MS else "not met"
         print(f"{label}: create -> first command p50 {first.p50:.1f} ms: {_ratio(first.p50, E2B_PUBLISHED_MS)} E2B's "
-              f"published ~150 ms; target <= {CREATE_TARGET_MS:.0f} ms: {verdict}; {_ratio(first.p50, runc.p50)} raw runc run")  # fmt: skip
+              f"published ~150 ms; target <= {CREATE_TARGET_MS:.0f} ms: {verdict}; "
+              f"{_ratio(first.p50, runc.p50)} raw runc run")
         if "run" in docker:
             print(f"{label}: create -> run -> kill p50 {cycle.p50:.1f} ms: {_ratio(cycle.p50, docker['run'].p50)} "
-                  f"`docker run --rm` ({docker['run'].p50:.0f} ms)")  # fmt: skip
+                  f"`docker run --rm` ({docker['run'].p50:.0f} ms)")
         verdict = "met" if run.p50 <= RUN_TARGET_MS else "not met"
         line = (f"{label}: commands.run('true') p50 {run.p50:.2f} ms: target <= {RUN_TARGET_MS:.0f} ms: {verdict}; "
-                f"{_ratio(run.p50, fork.p50)} raw fork/exec")  # fmt: skip
+                f"{_ratio(run.p50, fork.p50)} raw fork/exec")
         if "exec" in docker:
             faster = docker["exec"].p50 / run.p50
             line += f"; `docker exec` is {faster:.1f}x slower (target >= 5x: {'met' if faster >= 5 else 'not met'})"
         print(line)
     verdict = "met" if throughput.rps >= GET_TARGET_RPS else "not met"
     print(f"GET /sandboxes/{{id}}: {throughput.rps:,.0f} requests/s = {_ratio(throughput.rps, GET_TARGET_RPS)} the "
-          f"{GET_TARGET_RPS:,.0f} req/s target: {verdict}")  # fmt: skip
+          f"{GET_TARGET_RPS:,.0f} req/s target: {verdict}")
 
 
 if __name__ == "__main__":

@@ -191,9 +191,9 @@ async def sandlot_figures(args: argparse.Namespace) -> tuple[list[Figure], Phase
                         image = images / f"cp{next(serial)}"
                         pauses.append(await phases.measure(
                             f"pause {op or label}",
-                            lambda image=image: driver.checkpoint(sandbox_id=sid, image_dir=image)))  # fmt: skip
+                            lambda image=image: driver.checkpoint(sandbox_id=sid, image_dir=image)))
                         resumes.append(await phases.measure(
-                            f"resume {op or label}", lambda: driver.restore(sandbox_id=sid)))  # fmt: skip
+                            f"resume {op or label}", lambda: driver.restore(sandbox_id=sid)))
                         shutil.rmtree(image)
                     return pauses, resumes
 
@@ -211,7 +211,7 @@ async def sandlot_figures(args: argparse.Namespace) -> tuple[list[Figure], Phase
                         image = images / f"fork{next(serial)}"
                         child = f"{sid}-f{i}"
                         forks.append(await phases.measure(f"fork {label}", lambda sid=sid, child=child, image=image: driver.fork(
-                            sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=child)], image_dir=image)))  # fmt: skip
+                            sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=child)], image_dir=image)))
                         await driver.destroy(sandbox_id=child)
                         shutil.rmtree(image)
                     figures.append(Figure(f"fork (count 1), {label} sandbox", forks))
@@ -233,13 +233,13 @@ async def sandlot_figures(args: argparse.Namespace) -> tuple[list[Figure], Phase
                 made_in = time.monotonic() - started
                 if len(others) < args.others:
                     others_note = (f"only {len(others)} of {args.others} other paused sandboxes fit in "
-                                   f"{args.others_budget:.0f} s")  # fmt: skip
+                                   f"{args.others_budget:.0f} s")
                 else:
                     others_note = f"{len(others) - 1} more created and paused in {made_in:.0f} s"
                 paused = sum(1 for i in await driver.list() if i.state is models.SandboxState.PAUSED)
                 _, rn = await cycles("snap-idle", "idle", args.cycles, op=f"idle, {len(others)} others paused")
                 figures += [Figure("resume, idle, 1 other paused", r1),
-                            Figure(f"resume, idle, {paused} others paused", rn)]  # fmt: skip
+                            Figure(f"resume, idle, {paused} others paused", rn)]
             finally:
                 for info in await driver.list():
                     await driver.destroy(sandbox_id=info.sandbox_id)
@@ -271,7 +271,7 @@ def raw_criu(criu: Path, runs: int) -> tuple[list[float], list[float]]:
             touched.unlink(missing_ok=True)
             holder = HOLDER.replace("/tmp/touched", str(touched))
             proc = subprocess.Popen(["python3", "-c", holder], start_new_session=True, cwd="/",
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             pid = proc.pid
             try:
                 deadline = time.monotonic() + 20
@@ -285,12 +285,12 @@ def raw_criu(criu: Path, runs: int) -> tuple[list[float], list[float]]:
                 image.mkdir()
                 started = time.perf_counter()
                 subprocess.run([criu, "dump", "-t", str(pid), "-D", image, "--shell-job", "-o", "dump.log"],
-                               check=True, stdin=subprocess.DEVNULL)  # fmt: skip
+                               check=True, stdin=subprocess.DEVNULL)
                 dumped = time.perf_counter()
                 proc.wait(10)  # the dumped process was killed: reap it, or restore finds its pid taken
                 started_restore = time.perf_counter()
                 subprocess.run([criu, "restore", "-D", image, "--shell-job", "-d", "-o", "restore.log"],
-                               check=True, stdin=subprocess.DEVNULL)  # fmt: skip
+                               check=True, stdin=subprocess.DEVNULL)
                 restored = time.perf_counter()
                 if rss_mib(pid) < MIB:
                     raise RuntimeError(f"restored holder holds only {rss_mib(pid):.1f} MiB")
@@ -339,7 +339,7 @@ def main() -> None:
     figures, phases, note = asyncio.run(sandlot_figures(args))
 
     print(f"# {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
-          f"kernel {platform.release()}, {version}")  # fmt: skip
+          f"kernel {platform.release()}, {version}")
     print(f"{'what':48} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}")
     for f in [raw_dump, raw_restore, *figures]:
         print(f"{f.name:48} {len(f.samples):5} {f.p50:8.2f} {f.p99:8.2f}")
@@ -348,9 +348,9 @@ def main() -> None:
     pause = by[f"pause, {MIB} MiB sandbox"]
     fork = by[f"fork (count 1), {MIB} MiB sandbox"]
     print(f"\nresume ({MIB} MiB) p50 / raw criu restore p50: {resume.p50 / raw_restore.p50:.2f}x "
-          f"(target <= 1.5x); resume p50 {resume.p50:.1f} ms (target <= 250 ms)")  # fmt: skip
+          f"(target <= 1.5x); resume p50 {resume.p50:.1f} ms (target <= 250 ms)")
     print(f"pause ({MIB} MiB) p50 / raw criu dump p50: {pause.p50 / raw_dump.p50:.2f}x; "
-          f"pause p50 {pause.p50:.1f} ms (target <= 250 ms)")  # fmt: skip
+          f"pause p50 {pause.p50:.1f} ms (target <= 250 ms)")
     print(f"fork ({MIB} MiB) p50 {fork.p50:.1f} ms (target <= 400 ms)")
     many = next(f for f in figures if "others paused" in f.name)
     one = by["resume, idle, 1 other paused"]

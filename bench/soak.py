@@ -19,7 +19,7 @@ import dataclasses
 import psutil
 
 from bench import load
-from tests.api.conftest import Server
+from tests._support.server import Server, scratch_dir
 
 GROWTH_LIMIT = 0.10
 """Issue 11: server RSS growth of at most 10 % over the soak."""
@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10)
     parser.add_argument("--clients", type=int, default=32)
     args = parser.parse_args()
-    with load.data_root() as root, load.served(root, "o") as server:
+    with scratch_dir("sandlot-bench-") as root, load.served(root, "o") as server:
         report = asyncio.run(soak(server, clients=args.clients, seconds=args.minutes * 60))
         print(report.summary())
         if report.load.errors or report.growth > GROWTH_LIMIT:

@@ -1,28 +1,32 @@
 """Fixtures shared by every test: a real runc driver and the leak check around each test.
 
-The leak check takes a census of what a sandbox can leave on the host (mounts, loop devices,
-network namespaces, links, runc containers, cgroups, nftables chains, child processes) before
-and after each test, and fails the test if anything new is left. It counts only objects of
-this test run's driver instance, so other work on the machine does not disturb it.
+The leak check takes a census (tests/_support/census.py) of what a sandbox can leave on the
+host (mounts, loop devices, network namespaces, links, runc containers, cgroups, nftables
+chains, child processes) before and after each test, and fails the test if anything new is
+left. It counts only objects of this test run's driver instance, so other work on the machine
+does not disturb it. `census`, `EMPTY`, `HELPERS` and `_descendants` are imported from there
+under the names tests have always used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import shutil
 import subprocess
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from sandlot.config import RuntimeSettings, Settings
-from sandlot.runtime import _utils, cgroups
+from sandlot.runtime import _utils
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
+from tests._support.census import EMPTY, HELPERS, census
+from tests._support.census import descendants as _descendants
+from tests._support.server import scratch_dir
+
+__all__ = ["EMPTY", "HELPERS", "_descendants", "census", "needs_criu", "test_settings"]
 
 pytest_plugins = ["tests.sdk.servers"]
 
@@ -49,107 +53,11 @@ def test_settings(data_dir: Path, instance: str) -> RuntimeSettings:
 test_settings.__test__ = False  # type: ignore[attr-defined]
 
 
-@dataclasses.dataclass(frozen=True)
-class Census:
-    mounts: frozenset[str]
-    loops: frozenset[str]
-    netns: frozenset[str]
-    links: frozenset[str]
-    containers: frozenset[str]
-    cgroups: frozenset[str]
-    chains: frozenset[str]
-    processes: frozenset[str]
-
-    def leaks_since(self, before: Census) -> dict[str, list[str]]:
-        leaks = {}
-        for field in dataclasses.fields(self):
-            new = getattr(self, field.name) - getattr(before, field.name)
-            if new:
-                leaks[field.name] = sorted(new)
-        return leaks
-
-
-def census(driver: RuncDriver) -> Census:
-    data = str(driver.settings.data_dir)
-    with open("/proc/self/mountinfo") as f:
-        mounts = frozenset(
-            line.split()[4] for line in f if line.split()[4].startswith(data)
-        )
-    loops = frozenset(
-        p.name
-        for p in Path("/sys/block").glob("loop*")
-        if (p / "loop" / "backing_file").exists()
-        and (p / "loop" / "backing_file").read_text().startswith(data)
-    )
-    netns = frozenset(n for n in _ls("/var/run/netns") if n.startswith("sandlot") and str(os.getpid()) in n)
-    links = frozenset(n for n in _ls("/sys/class/net") if n.startswith(driver.network.veth_prefix))
-    out = subprocess.run(
-        ["runc", "--root", str(driver.settings.data_dir / "runc"), "list", "--format", "json"],
-        capture_output=True, text=True,
-    ).stdout  # fmt: skip
-    containers = frozenset(c["id"] for c in json.loads(out or "null") or [])
-    groups = frozenset(
-        str(c) for d in cgroups.cgroup_dirs(f"/sandlot-{driver.settings.instance}") for c in d.iterdir() if c.is_dir()
-    )
-    out = subprocess.run(
-        ["nft", "-j", "list", "table", "inet", driver.network.table], capture_output=True, text=True
-    ).stdout
-    chains = frozenset(
-        item["chain"]["name"]
-        for item in (json.loads(out)["nftables"] if out else [])
-        if "chain" in item and item["chain"]["name"].startswith("sb")
-    )
-    return Census(mounts, loops, netns, links, containers, groups, chains, _descendants())
-
-
-def _ls(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except FileNotFoundError:
-        return []
-
-
-HELPERS: set[int] = set()
-"""Pids of long-lived processes the session starts on purpose (the api tests' `sandlot serve`):
-they and everything below them are not a test's leak. Their own fixtures census them."""
-
-
-def _descendants() -> frozenset[str]:
-    """Processes below this one (pid and command), zombies included, except `HELPERS`' trees
-    and the host commands of this process's driver still at work (a spare disk's mkfs): those
-    are reaped when the event loop runs again, which between tests it does not."""
-    children: dict[int, list[int]] = {}
-    names = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        name = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode(errors="replace")
-        ppid = int(stat.rsplit(b")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-        names[int(entry)] = name
-    found, todo = set(), [os.getpid()]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child in HELPERS or child in _utils._WAITED:
-                continue  # a helper, or a host command this process's driver waits for
-            found.add(f"{child} {names[child]}")
-            todo.append(child)
-    return frozenset(found)
-
-
 @pytest.fixture(scope="session")
 def data_root() -> Iterator[Path]:
-    """Sandbox data of this run. Not under pytest's tmp dir: that one is mode 0700, and root
-    inside a sandbox (an unprivileged uid on the host) must be able to pass through."""
-    path = Path(tempfile.mkdtemp(prefix="sandlot-test-", dir="/var/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path)
+    """Sandbox data of this run (see `scratch_dir` for where and why)."""
+    with scratch_dir("sandlot-test-") as path:
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -160,13 +68,10 @@ async def driver(data_root: Path) -> AsyncIterator[RuncDriver]:
         await d.reconcile(known=())
     leaks = census(d).leaks_since(EMPTY)
     assert not leaks, f"the driver left host objects behind: {leaks}"
-    out = subprocess.run(["nft", "list", "table", "inet", d.network.table], capture_output=True)
+    out = subprocess.run(["nft", "list", "table", "inet", d.network.table], capture_output=True)  # noqa: ASYNC221 - the session is over: nothing else waits on the loop
     assert out.returncode != 0, "the driver's nftables table is still there after aclose()"
     parents = list(Path("/sys/fs/cgroup").glob(f"*/sandlot-{d.settings.instance}"))
     assert not parents, f"the driver's cgroup parents are still there after aclose(): {parents}"
-
-
-EMPTY = Census(*(frozenset(),) * len(dataclasses.fields(Census)))
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from urllib.parse import parse_qsl, unquote
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 import sandlot
-from sandlot.api import auth, errors, models
+from sandlot.api import auth, errors, models, openapi
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import snapshots
 from sandlot.store import models as store
@@ -28,31 +28,31 @@ ENVD_VERSION = "0.6.4"
 """The envd version reported to SDKs: the lowest that turns on every feature of e2b 2.45.1
 and 2.63.0 (docs/e2b-wire.md §9)."""
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": models.Error, "description": "Bad request"},
-    401: {"model": models.Error, "description": "Missing or invalid API key"},
-    404: {"model": models.Error, "description": "No such sandbox"},
-    500: {"model": models.Error, "description": "Server error"},
-}
+router = APIRouter(
+    responses=openapi.errors(
+        {400: "Bad request", 401: openapi.BAD_KEY, 404: "No such sandbox", 500: "Server error"}
+    )
+)
 
-router = APIRouter(responses=_ERRORS)
-
-_ADMISSION: dict[int | str, dict[str, Any]] = {
-    503: {"model": models.Error, "description": "The host's memory is fully promised: retry after Retry-After seconds"},
-    507: {"model": models.Error, "description": "It would pass the data filesystem's free-space floor or the team's storage quota"},
-}
+_ADMISSION = openapi.errors(
+    {
+        503: "The host's memory is fully promised: retry after Retry-After seconds",
+        507: "It would pass the data filesystem's free-space floor or the team's storage quota",
+    }
+)
 """What admission control answers (`sandlot.lifecycle.admission`)."""
 
 Team = Annotated[str, Depends(auth.team)]
+Metadata = Annotated[str | None, Query(max_length=8192)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+NextToken = Annotated[str | None, Query(alias="nextToken", max_length=512)]
 
 
 def _manager(request: Request) -> lifecycle.SandboxManager:
     return request.app.state.manager  # type: ignore[no-any-return]
 
 
-def _json(
-    model: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> Response:
+def _json(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         model.model_dump_json(by_alias=True, exclude_none=True),
         status_code=status,
@@ -62,14 +62,13 @@ def _json(
 
 
 def _list_json(items: list[Any], headers: dict[str, str] | None = None) -> Response:
-    body = (
-        b"["
-        + b",".join(
-            i.model_dump_json(by_alias=True, exclude_none=True).encode() for i in items
-        )
-        + b"]"
-    )
+    body = b"[" + b",".join(i.model_dump_json(by_alias=True, exclude_none=True).encode() for i in items) + b"]"
     return Response(body, media_type="application/json", headers=headers)
+
+
+def _page(items: list[Any], token: str | None) -> Response:
+    """One page of a list; the next page's token, when there is one, in ``X-Next-Token``."""
+    return _list_json(items, headers={"X-Next-Token": token} if token else None)
 
 
 def _sandbox(request: Request, sbx: lifecycle.LiveSandbox) -> models.Sandbox:
@@ -108,9 +107,7 @@ def _detail(request: Request, sbx: lifecycle.LiveSandbox) -> models.SandboxDetai
         domain=request.app.state.domain,
         allow_internet_access=sbx.allow_internet,
         network=sbx.network,
-        lifecycle=models.Lifecycle(
-            auto_resume=sbx.auto_resume, on_timeout="pause" if sbx.auto_pause else "kill"
-        ),
+        lifecycle=models.Lifecycle(auto_resume=sbx.auto_resume, on_timeout="pause" if sbx.auto_pause else "kill"),
         boot=sbx.boot,
         idle_timeout=sbx.idle_timeout,
     )
@@ -158,8 +155,10 @@ async def _create(request: Request, team: str, body: models.NewSandbox) -> Respo
 
 
 # The two generations of E2B's routes take the same body and answer the same: one handler.
-@router.post("/sandboxes", status_code=201, response_model=models.Sandbox, responses=_ADMISSION, summary="Create a sandbox (e2b ≤ 2.45)")
-@router.post("/v2/sandboxes", status_code=201, response_model=models.Sandbox, responses=_ADMISSION, summary="Create a sandbox")
+@router.post("/sandboxes", status_code=201, response_model=models.Sandbox, responses=_ADMISSION,
+             summary="Create a sandbox (e2b ≤ 2.45)")
+@router.post("/v2/sandboxes", status_code=201, response_model=models.Sandbox, responses=_ADMISSION,
+             summary="Create a sandbox")
 async def create(request: Request, team: Team, body: models.NewSandbox) -> Response:
     return await _create(request, team, body)
 
@@ -167,11 +166,7 @@ async def create(request: Request, team: Team, body: models.NewSandbox) -> Respo
 # -- read -----------------------------------------------------------------------------------
 
 
-@router.get(
-    "/sandboxes/{sandbox_id}",
-    response_model=models.SandboxDetail,
-    summary="A sandbox's details",
-)
+@router.get("/sandboxes/{sandbox_id}", response_model=models.SandboxDetail, summary="A sandbox's details")
 async def get_sandbox(request: Request, team: Team, sandbox_id: str) -> Response:
     return _json(_detail(request, _manager(request).get(team, sandbox_id)))
 
@@ -184,26 +179,16 @@ def _metadata_filter(raw: str | None) -> dict[str, str] | None:
     try:
         pairs = parse_qsl(raw, keep_blank_values=True, strict_parsing=True)
     except ValueError:
-        raise errors.ApiError(
-            400, f"metadata filter {raw!r} is not of the form key=value&key2=value2"
-        ) from None
+        raise errors.ApiError(400, f"metadata filter {raw!r} is not of the form key=value&key2=value2") from None
     return {unquote(k): unquote(v) for k, v in pairs}
 
 
-@router.get(
-    "/sandboxes",
-    response_model=list[models.ListedSandbox],
-    summary="Running sandboxes (v1 list)",
-)
+@router.get("/sandboxes", response_model=list[models.ListedSandbox], summary="Running sandboxes (v1 list)")
 async def list_v1(
-    request: Request,
-    team: Team,
-    metadata: Annotated[str | None, Query(max_length=8192)] = None,
+    request: Request, team: Team, metadata: Metadata = None
 ) -> Response:
     manager = _manager(request)
-    found, _ = manager.list(
-        team, metadata=_metadata_filter(metadata), states={"running"}, limit=1000
-    )
+    found, _ = manager.list(team, metadata=_metadata_filter(metadata), states={"running"}, limit=1000)
     return _list_json([_listed(s) for s in found])
 
 
@@ -215,25 +200,20 @@ async def list_v1(
 async def list_v2(
     request: Request,
     team: Team,
-    metadata: Annotated[str | None, Query(max_length=8192)] = None,
-    state: Annotated[
-        str | None,
-        Query(max_length=64, description="running, paused, or both comma-joined"),
-    ] = None,
+    metadata: Metadata = None,
+    state: Annotated[str | None, Query(max_length=64, description="running, paused, or both comma-joined")] = None,
     order: Annotated[str, Query(pattern="^(asc|desc)$")] = "desc",
     started_after: Annotated[datetime | None, Query(alias="startedAfter")] = None,
     template: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    next_token: Annotated[str | None, Query(alias="nextToken", max_length=512)] = None,
+    limit: Limit = 100,
+    next_token: NextToken = None,
 ) -> Response:
     states = None
     if state:
         states = {s.strip() for s in state.split(",") if s.strip()}
         unknown = states - {"running", "paused"}
         if unknown:
-            raise errors.ApiError(
-                400, f"state: {', '.join(sorted(unknown))} is not running or paused"
-            )
+            raise errors.ApiError(400, f"state: {', '.join(sorted(unknown))} is not running or paused")
     if started_after is not None and started_after.tzinfo is None:
         started_after = started_after.replace(tzinfo=UTC)
     page, token = _manager(request).list(
@@ -246,15 +226,11 @@ async def list_v2(
         limit=limit,
         next_token=next_token,
     )
-    return _list_json(
-        [_listed(s) for s in page], headers={"X-Next-Token": token} if token else None
-    )
+    return _page([_listed(s) for s in page], token)
 
 
 @router.get(
-    "/sandboxes/{sandbox_id}/metrics",
-    response_model=list[models.SandboxMetric],
-    summary="CPU, memory and disk now",
+    "/sandboxes/{sandbox_id}/metrics", response_model=list[models.SandboxMetric], summary="CPU, memory and disk now"
 )
 async def metrics(
     request: Request,
@@ -289,12 +265,7 @@ async def metrics(
 # -- change ---------------------------------------------------------------------------------
 
 
-@router.delete(
-    "/sandboxes/{sandbox_id}",
-    status_code=204,
-    response_class=Response,
-    summary="Kill a sandbox",
-)
+@router.delete("/sandboxes/{sandbox_id}", status_code=204, response_class=Response, summary="Kill a sandbox")
 async def kill(request: Request, team: Team, sandbox_id: str) -> Response:
     await _manager(request).kill(team, sandbox_id)
     return Response(status_code=204)
@@ -306,23 +277,19 @@ async def kill(request: Request, team: Team, sandbox_id: str) -> Response:
     response_class=Response,
     summary="End the sandbox this many seconds from now",
 )
-async def set_timeout(
-    request: Request, team: Team, sandbox_id: str, body: models.TimeoutRequest
-) -> Response:
+async def set_timeout(request: Request, team: Team, sandbox_id: str, body: models.TimeoutRequest) -> Response:
     await _manager(request).set_timeout(team, sandbox_id, body.timeout)
     return Response(status_code=204)
 
 
-async def _connect(
-    request: Request, team: str, sandbox_id: str, body: models.ConnectRequest | None
-) -> Response:
+async def _connect(request: Request, team: str, sandbox_id: str, body: models.ConnectRequest | None) -> Response:
     sbx, resumed = await _manager(request).connect(
         team, sandbox_id, body.timeout if body else None, memory=body is None or body.memory is not False
     )
     return _json(_sandbox(request, sbx), 201 if resumed else 200)
 
 
-_CONNECT: dict[int | str, dict[str, Any]] = {
+_CONNECT: openapi.Responses = {
     200: {"model": models.Sandbox, "description": "It was running"},
     201: {"model": models.Sandbox, "description": "It was paused and is resumed"},
     **_ADMISSION,
@@ -341,19 +308,11 @@ _CONNECT: dict[int | str, dict[str, Any]] = {
     responses=_CONNECT,
     summary="Connect to a sandbox, resuming it when paused; never shortens its timeout",
 )
-async def connect(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.ConnectRequest | None = None,
-) -> Response:
+async def connect(request: Request, team: Team, sandbox_id: str, body: models.ConnectRequest | None = None) -> Response:
     return await _connect(request, team, sandbox_id, body)
 
 
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {"model": models.Error, "description": "Not in a state that allows it"},
-    **_ADMISSION,
-}
+_CONFLICT = {**openapi.errors({409: "Not in a state that allows it"}), **_ADMISSION}
 
 
 @router.post(
@@ -363,17 +322,9 @@ _CONFLICT: dict[int | str, dict[str, Any]] = {
     responses=_CONFLICT,
     summary="Pause a sandbox with its memory (409 when already paused)",
 )
-async def pause(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.PauseRequest | None = None,
-) -> Response:
+async def pause(request: Request, team: Team, sandbox_id: str, body: models.PauseRequest | None = None) -> Response:
     if body is not None and body.memory is False:
-        raise errors.ApiError(
-            400,
-            "a filesystem-only pause (memory: false) is not supported: pause keeps memory",
-        )
+        raise errors.ApiError(400, "a filesystem-only pause (memory: false) is not supported: pause keeps memory")
     await _manager(request).pause(team, sandbox_id)
     return Response(status_code=204)
 
@@ -385,12 +336,7 @@ async def pause(
     responses=_CONFLICT,
     summary="Resume a paused sandbox (E2B's older route; 409 when it is running)",
 )
-async def resume(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.ResumeRequest | None = None,
-) -> Response:
+async def resume(request: Request, team: Team, sandbox_id: str, body: models.ResumeRequest | None = None) -> Response:
     sbx = await _manager(request).resume(
         team, sandbox_id, body.timeout if body else None, memory=body is None or body.memory is not False
     )
@@ -404,19 +350,10 @@ async def resume(
     responses=_CONFLICT,
     summary="Copies of a running sandbox, memory and files (409 when it is paused)",
 )
-async def fork(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.ForkRequest | None = None,
-) -> Response:
+async def fork(request: Request, team: Team, sandbox_id: str, body: models.ForkRequest | None = None) -> Response:
     body = body or models.ForkRequest()
-    children = await _manager(request).fork(
-        team, sandbox_id, count=body.count, timeout=body.timeout
-    )
-    response = _list_json(
-        [models.ForkResult(sandbox=_sandbox(request, c)) for c in children]
-    )
+    children = await _manager(request).fork(team, sandbox_id, count=body.count, timeout=body.timeout)
+    response = _list_json([models.ForkResult(sandbox=_sandbox(request, c)) for c in children])
     response.status_code = 201
     return response
 
@@ -426,15 +363,8 @@ async def fork(
     response_model=models.Sandbox,
     summary="Restart a running or paused sandbox: every process ends, it boots clean on its files",
 )
-async def restart(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.RestartRequest | None = None,
-) -> Response:
-    sbx = await _manager(request).restart(
-        team, sandbox_id, body.timeout if body else None
-    )
+async def restart(request: Request, team: Team, sandbox_id: str, body: models.RestartRequest | None = None) -> Response:
+    sbx = await _manager(request).restart(team, sandbox_id, body.timeout if body else None)
     return _json(_sandbox(request, sbx))
 
 
@@ -449,15 +379,10 @@ async def restart(
     summary="Snapshot a running sandbox (files, and memory unless memory: false) to start sandboxes from",
 )
 async def create_snapshot(
-    request: Request,
-    team: Team,
-    sandbox_id: str,
-    body: models.SnapshotRequest | None = None,
+    request: Request, team: Team, sandbox_id: str, body: models.SnapshotRequest | None = None
 ) -> Response:
     body = body or models.SnapshotRequest()
-    row = await _manager(request).snapshot(
-        team, sandbox_id, name=body.name, memory=body.memory
-    )
+    row = await _manager(request).snapshot(team, sandbox_id, name=body.name, memory=body.memory)
     return _json(_snapshot(row), 201)
 
 
@@ -471,22 +396,20 @@ async def list_snapshots(
     team: Team,
     sandbox_id: Annotated[str | None, Query(alias="sandboxID", max_length=64)] = None,
     name: Annotated[str | None, Query(max_length=80, description="name or name:vN")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    next_token: Annotated[str | None, Query(alias="nextToken", max_length=512)] = None,
+    limit: Limit = 100,
+    next_token: NextToken = None,
 ) -> Response:
     rows, token = await _manager(request).snapshots.list(
         team, sandbox_id=sandbox_id, ref=name, limit=limit, next_token=next_token
     )
-    return _list_json(
-        [_snapshot(r) for r in rows], headers={"X-Next-Token": token} if token else None
-    )
+    return _page([_snapshot(r) for r in rows], token)
 
 
 @router.delete(
     "/templates/{snapshot_id}",
     status_code=204,
     response_class=Response,
-    responses={404: {"model": models.Error, "description": "No such snapshot"}},
+    responses=openapi.errors({404: "No such snapshot"}),
     summary="Delete a snapshot (name:vN) or every version of a name; sandboxes made from it stay whole",
 )
 async def delete_snapshot(request: Request, team: Team, snapshot_id: str) -> Response:

@@ -7,24 +7,23 @@ queue, 503 no runner free in time.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request, Response
 
-from sandlot.api import auth
-from sandlot.api import models as api_models
+from sandlot.api import auth, openapi
 from sandlot.runner import models, service
 
 __all__ = ["router"]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": api_models.Error, "description": "Bad request: the message says what to fix"},
-    401: {"model": api_models.Error, "description": "Missing or invalid API key"},
-    429: {"model": api_models.Error, "description": "The queue is full: retry after Retry-After seconds"},
-    503: {"model": api_models.Error, "description": "No runner became free in time"},
-}
-
-router = APIRouter(responses=_ERRORS)
+router = APIRouter(
+    responses=openapi.errors(
+        {
+            400: "Bad request: the message says what to fix",
+            401: openapi.BAD_KEY,
+            429: "The queue is full: retry after Retry-After seconds",
+            503: "No runner became free in time",
+        }
+    )
+)
 
 
 def _executor(request: Request) -> service.Executor:

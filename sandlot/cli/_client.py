@@ -32,7 +32,9 @@ T = TypeVar("T")
 ApiUrl = Annotated[
     str | None, typer.Option("--api-url", envvar="SANDLOT_API_URL", help="Server (default: http://127.0.0.1:3000).")
 ]
-ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="SANDLOT_API_KEY", help="Team API key.", show_default=False)]
+ApiKey = Annotated[
+    str | None, typer.Option("--api-key", envvar="SANDLOT_API_KEY", help="Team API key.", show_default=False)
+]
 
 
 def config(api_url: str | None, api_key: str | None, code: int = 1) -> ConnectionConfig:

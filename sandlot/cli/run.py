@@ -116,7 +116,9 @@ def run(
     args: Annotated[
         list[str] | None, typer.Argument(help="The program's arguments (after --).", show_default=False)
     ] = None,
-    lang: Annotated[str | None, typer.Option("--lang", "-l", help="The language (default: from the extension).")] = None,
+    lang: Annotated[
+        str | None, typer.Option("--lang", "-l", help="The language (default: from the extension).")
+    ] = None,
     version: Annotated[str | None, typer.Option("--version", help="A version of the language.")] = None,
     stdin: Annotated[
         str | None, typer.Option("--stdin", help="A file to feed the program's stdin; - for this one's.")
@@ -124,7 +126,8 @@ def run(
     timeout: Annotated[float | None, typer.Option("--timeout", help="Wall-clock seconds (server default: 10).")] = None,
     memory: Annotated[int | None, typer.Option("--memory", help="Memory limit in MiB.")] = None,
     extra: Annotated[
-        list[Path] | None, typer.Option("--file", "-f", help="Another file beside it (a module it imports); repeatable.")
+        list[Path] | None,
+        typer.Option("--file", "-f", help="Another file beside it (a module it imports); repeatable."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole result as JSON.")] = False,
     api_url: _client.ApiUrl = None,

@@ -51,22 +51,10 @@ from typing import Annotated
 import typer
 from rich import box
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
-from sandlot import (
-    CommandExitError,
-    ConnectionConfig,
-    PtySize,
-    Sandbox,
-    SandlotError,
-)
+from sandlot import CommandExitError, ConnectionConfig, PtySize, Sandbox, SandlotError
 from sandlot.cli import _client
 
 __all__ = ["app"]
@@ -104,8 +92,12 @@ def create_command(
     template: Annotated[str, typer.Option("--template", "-t", help="Template name, or a snapshot's id.")] = "base",
     timeout: Annotated[int | None, typer.Option("--timeout", help="Seconds it lives (server default: 300).")] = None,
     metadata: Annotated[list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE label; repeatable.")] = None,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for every process; repeatable.")] = None,
-    auto_pause: Annotated[bool, typer.Option("--auto-pause", help="Pause it at its timeout instead of killing it.")] = False,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE for every process; repeatable.")
+    ] = None,
+    auto_pause: Annotated[
+        bool, typer.Option("--auto-pause", help="Pause it at its timeout instead of killing it.")
+    ] = False,
     auto_resume: Annotated[
         bool, typer.Option("--auto-resume", help="Resume it when paused on its first command or file request.")
     ] = False,
@@ -143,7 +135,9 @@ def create_command(
 
 @app.command("list")
 def list_command(
-    metadata: Annotated[list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE filter; repeatable.")] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", "-m", help="KEY=VALUE filter; repeatable.")
+    ] = None,
     state: Annotated[str | None, typer.Option("--state", help="running or paused (default: both).")] = None,
     template: Annotated[str | None, typer.Option("--template", "-t", help="Only this template.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many.")] = None,
@@ -490,7 +484,8 @@ def cp_command(
                 info = _client.sdk(lambda: sbx.files.upload(local, path, user=user, on_progress=advance))
         finally:
             sbx.close()
-        _client.errors.print(f"{escape(str(local))} -> {escape(sandbox_id)}:{escape(info.path)} ({size} bytes)", highlight=False)
+        copied = f"{escape(str(local))} -> {escape(sandbox_id)}:{escape(info.path)} ({size} bytes)"
+        _client.errors.print(copied, highlight=False)
         return
     assert src is not None
     sandbox_id, path = src
@@ -504,7 +499,8 @@ def cp_command(
             done = _client.sdk(lambda: sbx.files.download(path, target, user=user, on_progress=advance))
     finally:
         sbx.close()
-    _client.errors.print(f"{escape(sandbox_id)}:{escape(path)} -> {escape(str(target))} ({done} bytes)", highlight=False)
+    copied = f"{escape(sandbox_id)}:{escape(path)} -> {escape(str(target))} ({done} bytes)"
+    _client.errors.print(copied, highlight=False)
 
 
 # ------------------------------------------------------------------------------- helpers

@@ -32,7 +32,7 @@ __all__ = ["serve", "settings_for"]
 
 errors = Console(stderr=True)
 
-GRACE = 5.0
+GRACE = 5
 """Seconds requests under way get to finish after SIGTERM before uvicorn cancels them."""
 SHUTDOWN_DEADLINE = 9.0
 """Seconds from SIGTERM to the process's exit, whatever is still at work then. Leaving at

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests import conftest
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 
 def _is_error(response: httpx.Response, status: int) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,13 +32,10 @@ import httpx
 import pytest
 from e2b import Sandbox
 
-from sandlot.config import Settings
 from sandlot.runtime import _utils
-from sandlot.runtime.drivers.runc import RuncDriver
 from tests import conftest, slot
+from tests._support.server import Server, environment, leaks_of
 from tests.api import counter
-from tests.api.conftest import Server, _free_port
-from tests.conftest import EMPTY, census
 
 pytestmark = conftest.needs_criu
 
@@ -61,9 +57,9 @@ RESUME = {
 }
 # Every other point leaves the source running and no copy of it.
 FORK = ["fork.frozen", "fork.dumping", "fork.dumped", "fork.disk_frozen", "fork.mounted",
-        "fork.restoring", "fork.restored", "fork.copied"]  # fmt: skip
+        "fork.restoring", "fork.restored", "fork.copied"]
 SNAPSHOT = ["snapshot.frozen", "snapshot.dumping", "snapshot.dumped", "snapshot.disk_frozen",
-            "snapshot.taken", "snapshot.moved"]  # fmt: skip
+            "snapshot.taken", "snapshot.moved"]
 CREATE = ["create.mounted", "create.restoring", "create.restored"]
 
 _instances = itertools.count()
@@ -91,11 +87,7 @@ class Crash:
         with self.server.client() as client, pytest.raises(httpx.TransportError):
             answer = client.request(method, path, json=body if body is not None else {})
             pytest.fail(f"the server answered {answer.status_code} {answer.text[:300]}")
-        process = self.server.process
-        assert process is not None
-        assert process.wait(30) == -9, "the server died of its crash point"
-        conftest.HELPERS.discard(process.pid)
-        self.server.process = None
+        assert self.server.wait(30) == -9, "the server died of its crash point"
 
     def sandbox(self) -> tuple[Sandbox, int]:
         """A sandbox with a counter in memory and a file on disk, and the counter's value."""
@@ -124,16 +116,13 @@ def crash(data_root: Path, server: Server, monkeypatch: pytest.MonkeyPatch) -> I
     n = next(_instances)
     data_dir = data_root / f"crash-{n}"
     data_dir.mkdir(mode=0o711)
-    env = {
-        **server.env,
-        "SANDLOT_INSTANCE": f"t{os.getpid()}k{n}",
-        "SANDLOT_SUBNET": slot.subnet(160),
+    settings = {
+        "SANDLOT_SPARES": "1",
         "SANDLOT_POOL_MAX": "0",
         "SANDLOT_EXECUTE_POOL_MIN": "0",
         "SANDLOT_EXECUTE_POOL_MAX": "1",
     }
-    port = _free_port()
-    own = Server(url=f"http://127.0.0.1:{port}", key="", data_dir=data_dir, env=env, port=port)
+    own = Server(data_dir, environment(f"t{os.getpid()}k{n}", slot.subnet(160), settings))
     test = Crash(own, monkeypatch)
     try:
         yield test
@@ -148,8 +137,7 @@ def crash(data_root: Path, server: Server, monkeypatch: pytest.MonkeyPatch) -> I
         assert test.sandboxes() == []
         assert own.stop() == 0, (data_dir / "server.log").read_text()[-3000:]
         _reap_sandbox_inits()
-        settings = Settings.from_env(environ=env, data_dir=data_dir).runtime
-        leaks = census(RuncDriver(settings)).leaks_since(EMPTY)
+        leaks = leaks_of(own)
         assert not leaks, f"the server left host objects behind: {leaks}"
         left = sorted(str(p.relative_to(data_dir / "snapshots")) for p in (data_dir / "snapshots").rglob("*"))
         assert left == ["named"], f"the snapshot store kept {left}"
@@ -287,12 +275,9 @@ def test_sigterm_with_operations_under_way_stops_within_10_s(crash: Crash) -> No
         thread.start()
     time.sleep(1)
     started = time.monotonic()
-    server.process.send_signal(signal.SIGTERM)
-    code = server.process.wait(30)
+    code = server.stop()
     took = time.monotonic() - started
     down.set()
-    conftest.HELPERS.discard(server.process.pid)
-    server.process = None
     for thread in threads:
         thread.join(30)
     assert took < 10, f"the server took {took:.1f} s to stop"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 VENV = Path(os.environ.get("E2B_245_VENV", "/var/tmp/e2b-2.45"))
 

@@ -12,7 +12,7 @@ from e2b.exceptions import AuthenticationException, NotFoundException
 from e2b.sandbox.sandbox_api import SandboxQuery, SandboxState
 
 from sandlot.store import models, vault
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import os
 import time
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ import httpx
 import pytest
 
 from tests import slot
-from tests.api.conftest import Server, _free_port
+from tests._support.server import Server, serving
 from tests.internet import CONNECT, PUBLIC, stand_in_internet
 
 HELLO = {
@@ -209,27 +208,18 @@ def test_a_team_key_is_needed(server: Server) -> None:
 @pytest.fixture(scope="module")
 def small_server(data_root: Any, server: Server) -> Iterator[Server]:
     """A server with one runner sandbox, room for one waiting run, and a short wait."""
-    data_dir = data_root / "small-server"
-    data_dir.mkdir(mode=0o711)
-    env = {
-        **server.env,
-        "SANDLOT_INSTANCE": f"t{os.getpid()}q",
-        "SANDLOT_SUBNET": slot.subnet(170),
+    settings = {
+        "SANDLOT_SPARES": "1",
         "SANDLOT_POOL_MAX": "0",
         "SANDLOT_EXECUTE_POOL_MIN": "1",
         "SANDLOT_EXECUTE_POOL_MAX": "1",
         "SANDLOT_EXECUTE_QUEUE": "1",
         "SANDLOT_EXECUTE_QUEUE_TIMEOUT": "1.5",
     }
-    port = _free_port()
-    small = dataclasses.replace(server, url=f"http://127.0.0.1:{port}", data_dir=data_dir, env=env, port=port, process=None)
-    small.start()
-    try:
+    with serving(data_root / "small-server", f"t{os.getpid()}q", slot.subnet(170), settings) as small:
         with small.client() as client:  # the languages' versions are asked at start, with its one runner
             assert all(i["version"] for i in client.get("/execute/languages").json())
         yield small
-    finally:
-        assert small.stop() == 0, (data_dir / "server.log").read_text()[-3000:]
 
 
 def test_a_full_queue_answers_429_and_recovers(small_server: Server) -> None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 pytestmark = pytest.mark.slow
 

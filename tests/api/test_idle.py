@@ -12,7 +12,7 @@ import pytest
 from e2b import Sandbox
 from e2b.sandbox.sandbox_api import SandboxState
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 

@@ -21,8 +21,8 @@ from e2b.sandbox.sandbox_api import SandboxQuery, SandboxState
 
 from sandlot.store import models
 from tests import conftest
+from tests._support.server import Server
 from tests.api import counter
-from tests.api.conftest import Server
 
 pytestmark = [pytest.mark.usefixtures("e2b_env"), conftest.needs_criu]
 

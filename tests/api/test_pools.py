@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from e2b import Sandbox
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 from tests.internet import CONNECT, PUBLIC, stand_in_internet
 
 pytestmark = pytest.mark.usefixtures("e2b_env")

@@ -31,7 +31,7 @@ from e2b import (
 from packaging.version import Version
 
 from sandlot.agent import files
-from tests.api.plane import Box, Plane
+from tests._support.plane import Box, Plane
 from tests.conftest import EMPTY, census
 
 pytestmark = pytest.mark.slow

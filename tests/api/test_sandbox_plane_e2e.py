@@ -9,7 +9,7 @@ import httpx
 import pytest
 from e2b import CommandExitException, Sandbox
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("e2b_env")]
 

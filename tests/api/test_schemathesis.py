@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 
 @pytest.mark.slow

@@ -14,8 +14,8 @@ from e2b import Sandbox
 from e2b.exceptions import SandboxException
 
 from tests import conftest
+from tests._support.server import Server
 from tests.api import counter
-from tests.api.conftest import Server
 
 pytestmark = [pytest.mark.usefixtures("e2b_env"), conftest.needs_criu]
 

@@ -21,11 +21,8 @@ import httpx
 import pytest
 from e2b import Sandbox
 
-from sandlot.config import Settings
-from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
-from tests.api.conftest import Server, _free_port
-from tests.conftest import EMPTY, census
+from tests._support.server import Server, serving
 
 MiB = 1 << 20
 _instances = itertools.count()
@@ -40,40 +37,27 @@ def free_mb(path: Path) -> int:
 @contextlib.contextmanager
 def serve(data_root: Path, monkeypatch: pytest.MonkeyPatch, **settings: object) -> Iterator[Server]:
     """A started server whose ``SANDLOT_<NAME>`` are ``settings``; the e2b SDK points at it.
-    Keys of other teams a test makes go in ``server.extra_keys``, for the clean-up."""
+    Snapshots of every team (`Server.new_team_key`) are deleted at the end, then `serving`
+    ends the rest."""
     n = next(_instances)
-    data_dir = data_root / f"admission-{n}"
-    data_dir.mkdir(mode=0o711)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env |= {
-        "SANDLOT_INSTANCE": f"t{os.getpid()}d{n}",
-        "SANDLOT_SUBNET": slot.subnet(120),
-        "SANDLOT_INTERNET_DEFAULT": "false",
+    pools = {
         "SANDLOT_SPARES": "0",
         "SANDLOT_POOL_MAX": "0",
         "SANDLOT_EXECUTE_POOL_MIN": "0",
         "SANDLOT_EXECUTE_POOL_MAX": "1",
-        **{f"SANDLOT_{name.upper()}": str(value) for name, value in settings.items()},
     }
-    port = _free_port()
-    server = Server(url=f"http://127.0.0.1:{port}", key="", data_dir=data_dir, env=env, port=port)
-    server.start()
-    monkeypatch.setenv("E2B_API_URL", server.url)
-    monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
-    monkeypatch.setenv("E2B_API_KEY", server.key)
-    server.extra_keys = []  # type: ignore[attr-defined]
-    try:
-        yield server
-    finally:
-        for key in [server.key, *server.extra_keys]:  # type: ignore[attr-defined]
-            with server.client(key) as client:
-                for snapshot in client.get("/snapshots").json():
-                    client.delete(f"/templates/{snapshot['snapshotID']}")
-            server.kill_all(key)
-        assert server.stop() == 0, (data_dir / "server.log").read_text()[-3000:]
-        leaks = census(RuncDriver(Settings.from_env(environ=env, data_dir=data_dir).runtime)).leaks_since(EMPTY)
-        leaks["netns"] = [name for name in leaks.get("netns", []) if env["SANDLOT_INSTANCE"] in name]
-        assert not {kind: found for kind, found in leaks.items() if found}, f"the server left {leaks}"
+    asked = {f"SANDLOT_{name.upper()}": str(value) for name, value in settings.items()}
+    with serving(data_root / f"admission-{n}", f"t{os.getpid()}d{n}", slot.subnet(120), pools | asked) as server:
+        monkeypatch.setenv("E2B_API_URL", server.url)
+        monkeypatch.setenv("E2B_SANDBOX_URL", server.url)
+        monkeypatch.setenv("E2B_API_KEY", server.key)
+        try:
+            yield server
+        finally:
+            for key in [server.key, *server.extra_keys]:
+                with server.client(key) as client:
+                    for snapshot in client.get("/snapshots").json():
+                        client.delete(f"/templates/{snapshot['snapshotID']}")
 
 
 def create(client: httpx.Client, **body: object) -> httpx.Response:

@@ -17,7 +17,8 @@ from e2b import Sandbox
 
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
-from tests.api.conftest import Server, _server_before_census, cleanup, e2b_env, other_key, serving
+from tests._support.server import Server, serving
+from tests.api.conftest import _server_before_census, cleanup, e2b_env, other_key
 from tests.runtime.conftest import make_sandbox, sandbox
 from tests.runtime.test_checkpoint import images
 

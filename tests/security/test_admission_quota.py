@@ -30,7 +30,6 @@ def test_team_storage_quota(data_root: Path, monkeypatch: pytest.MonkeyPatch) ->
         assert client.get(f"/sandboxes/{second}").json()["state"] == "running"
 
         other = server.new_team_key("other")
-        server.extra_keys.append(other)  # type: ignore[attr-defined]
         with server.client(other) as theirs:
             mine = created(theirs, memoryMB=512)
             hold_memory(mine, 250, api_key=other)

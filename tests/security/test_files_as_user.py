@@ -16,7 +16,7 @@ import httpx
 import pytest
 from e2b import Sandbox
 
-from tests.api.conftest import Server
+from tests._support.server import Server
 from tests.security.conftest import module_sandbox
 
 pytestmark = pytest.mark.usefixtures("e2b_env")

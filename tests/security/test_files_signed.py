@@ -11,7 +11,7 @@ import pytest
 from e2b import Sandbox
 
 from sandlot.agent import files
-from tests.api.conftest import Server
+from tests._support.server import Server
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 

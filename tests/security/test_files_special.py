@@ -18,7 +18,7 @@ import pytest
 from e2b import InvalidArgumentException, Sandbox
 
 from sandlot.agent import filesystem
-from tests.api.conftest import Server
+from tests._support.server import Server
 from tests.security.conftest import module_sandbox
 
 pytestmark = pytest.mark.usefixtures("e2b_env")

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import struct
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +27,7 @@ from e2b import InvalidArgumentException, Sandbox
 from sandlot.runtime import _utils
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import conftest, slot
-from tests.api.conftest import Server, serving
+from tests._support.server import Server, serving
 
 pytestmark = pytest.mark.usefixtures("e2b_env")
 
@@ -170,17 +168,9 @@ def test_sigterm_ends_the_server_while_a_sandbox_misbehaves(
         _poison(sbx)
         threads, _ = _in_threads(_fifo_calls(sbx))
         time.sleep(0.5)
-        assert srv.process is not None
-        process, started = srv.process, time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait(15)
+        started = time.monotonic()
+        code = srv.stop(grace=15)
         took = time.monotonic() - started
-        conftest.HELPERS.discard(process.pid)
-        srv.process = None
         srv.start()  # again: it adopts the sandbox, which is killed for the census at the end
         Sandbox.kill(sbx.sandbox_id)
         _reap_orphaned_inits()
@@ -195,7 +185,7 @@ def _reap_orphaned_inits() -> None:
     made it a subreaper); once the second server has killed them, reap their zombies."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        _utils.reap(_utils.zombie_children())
+        _utils.reap_orphans_now(named="init")
         if not [p for p in conftest._descendants() if p.endswith(" init")]:
             return
         time.sleep(0.05)

@@ -24,12 +24,10 @@ import pytest
 from alembic import command
 from e2b import Sandbox
 
-from sandlot.config import Settings
 from sandlot.runtime.drivers.runc import RuncDriver
 from sandlot.store import db, vault
 from tests import conftest, slot
-from tests.api.conftest import Server, _free_port
-from tests.conftest import EMPTY, census
+from tests._support.server import Server, serving
 
 pytestmark = conftest.needs_criu
 
@@ -37,28 +35,14 @@ pytestmark = conftest.needs_criu
 @pytest.fixture(scope="module")
 def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
     """The module's server; it asks for `driver` so that the driver's census runs after it."""
-    data_dir = data_root / "state"
-    data_dir.mkdir(mode=0o711)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("E2B_")}
-    env |= {
-        "SANDLOT_INSTANCE": f"t{os.getpid()}v",
-        "SANDLOT_SUBNET": slot.subnet(230),
-        "SANDLOT_INTERNET_DEFAULT": "false",
-        "SANDLOT_POOL_MAX": "0",
-        "SANDLOT_EXECUTE_POOL_MIN": "0",
-        "SANDLOT_EXECUTE_POOL_MAX": "1",
-    }
-    port = _free_port()
-    srv = Server(url=f"http://127.0.0.1:{port}", key="", data_dir=data_dir, env=env, port=port)
-    srv.start()
-    try:
+    pools = {"SANDLOT_POOL_MAX": "0", "SANDLOT_EXECUTE_POOL_MIN": "0", "SANDLOT_EXECUTE_POOL_MAX": "1"}
+    with serving(data_root / "state", f"t{os.getpid()}v", slot.subnet(230), pools) as srv:
         yield srv
-    finally:
-        if srv.process is not None:
-            srv.kill_all()
-            assert srv.stop() == 0, (data_dir / "server.log").read_text()[-3000:]
-    leaks = census(RuncDriver(Settings.from_env(environ=env, data_dir=data_dir).runtime)).leaks_since(EMPTY)
-    assert not leaks, f"the server left host objects behind: {leaks}"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _server_before_census(server: Server) -> None:
+    """The conftest's, for this module's own `server`: a session-scoped one cannot ask for it."""
 
 
 @pytest.fixture

@@ -1,5 +1,8 @@
 """A real sandbox plane for tests: a runc driver, sandboxes, a resolver, and the app on uvicorn.
 
+In the test process, not a `sandlot serve`: the tests hand out the sandboxes and access tokens
+the plane resolves, without a control plane or store between.
+
 Everything runs on an event loop in a thread of its own, so that tests can drive the server
 with blocking clients (httpx, the sync e2b SDK) as well as async ones. The driver has its own
 instance name and subnet (``t<pid>p``, ``10.<100+pid%40>.0.0/17``) so that it never meets the
@@ -13,7 +16,6 @@ import dataclasses
 import hmac
 import os
 import secrets
-import socket
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
@@ -27,6 +29,7 @@ from sandlot.config import Settings
 from sandlot.runtime import errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
+from tests._support.server import free_port
 
 _T = TypeVar("_T")
 
@@ -74,13 +77,11 @@ class Plane:
     async def _open(self) -> None:
         self.driver = await RuncDriver(self.settings).__aenter__()
         app = sandbox_plane.create_sandbox_app(self.resolve, access_token_of=self.access_token_of)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
         self._serving = asyncio.ensure_future(self.server.serve())
-        while not self.server.started:
+        while not self.server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
             await asyncio.sleep(0.01)
 
     async def resolve(self, sandbox_id: str, access_token: str | None) -> target.SandboxTarget:
