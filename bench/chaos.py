@@ -42,6 +42,7 @@ from bench import load
 from sandlot.config import Settings
 from sandlot.runtime import _utils
 from sandlot.runtime.drivers import runc
+from sandlot.runtime.drivers.runc import host
 from tests import conftest
 from tests.api.conftest import Server
 
@@ -83,7 +84,7 @@ class ChaosReport:
 async def chaos(server: Server, *, rounds: int, clients: int = 8, seed: int | None = None, call_timeout: float = 60) -> ChaosReport:
     """Kill and restart ``server`` ``rounds`` times under ``clients`` looping clients and look at
     every sandbox after each restart."""
-    runc._become_subreaper()
+    host.become_subreaper()
     rng = random.Random(seed)
     mixed = load.prepare(server.url, server.key, clients=clients, seconds=math.inf, mix=MIX, call_timeout=call_timeout)
     driving = asyncio.create_task(mixed.drive())
