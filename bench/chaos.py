@@ -41,6 +41,7 @@ from e2b.sandbox.sandbox_api import SandboxState
 from bench import load
 from sandlot.runtime import _utils
 from sandlot.runtime.drivers import runc
+from sandlot.runtime.drivers.runc import host
 from tests._support.census import census
 from tests._support.server import Server, scratch_dir
 
@@ -84,7 +85,7 @@ async def chaos(
 ) -> ChaosReport:
     """Kill and restart ``server`` ``rounds`` times under ``clients`` looping clients and look at
     every sandbox after each restart."""
-    runc._become_subreaper()
+    host.become_subreaper()
     rng = random.Random(seed)
     mixed = load.prepare(server.url, server.key, clients=clients, seconds=math.inf, mix=MIX, call_timeout=call_timeout)
     driving = asyncio.create_task(mixed.drive())

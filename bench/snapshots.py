@@ -30,8 +30,8 @@ from typing import Any
 
 from sandlot.config import Settings
 from sandlot.runtime import cgroups, disk, images, models, mounts
-from sandlot.runtime.drivers import runc as runc_module
-from sandlot.runtime.drivers.runc import RuncDriver
+from sandlot.runtime.drivers.runc import RuncDriver, host
+from sandlot.runtime.drivers.runc import criu as runc_criu
 
 MIB = 50
 # bytearray() of this size is a fresh anonymous mapping: write one byte per page so that
@@ -125,7 +125,7 @@ class Phases:
 def instrument(driver: RuncDriver, phases: Phases) -> None:
     phases.wrap_async(driver, "_criu_run", lambda argv, **k: f"{k['what']} (CRIU)")
     phases.wrap_async(driver, "_runc_cmd", lambda *a: f"runc {a[0]}")
-    phases.wrap_async(runc_module, "_wait_init_quiet", lambda *a, **k: "wait for init's connections to close")
+    phases.wrap_async(host, "wait_init_quiet", lambda *a, **k: "wait for init's connections to close")
     phases.wrap_sync(driver, "_frozen", "read freezer.state")
     phases.wrap_async(driver.network, "remove_device", lambda *a, **k: "network: remove veth")
     phases.wrap_async(driver.network, "apply", lambda *a, **k: "network: apply rules")
@@ -133,7 +133,7 @@ def instrument(driver: RuncDriver, phases: Phases) -> None:
     phases.wrap_async(disk, "unmount", lambda *a, **k: "unmount disk (waits for loop device)")
     phases.wrap_sync(disk, "mount", "mount disk (loop)")
     phases.wrap_sync(mounts, "mount", lambda *a, **k: "mount overlay" if a[0] == "overlay" else "  mount (inside mount disk)")
-    phases.wrap_sync(runc_module, "_copy_sparse", "copy disk image (sparse)")
+    phases.wrap_sync(host, "copy_sparse", "copy disk image (sparse)")
     phases.wrap_sync(mounts, "unmount", lambda target: "unmount overlay" if str(target).endswith("rootfs")
                      else "  umount2 (inside unmount disk)")
     phases.wrap_sync(driver, "_write_config", "write config.json")
@@ -329,7 +329,7 @@ def main() -> None:
     cache_dir = Settings.from_env().runtime.cache_dir
     criu = cache_dir / "criu" / "current" / "criu"
     # The floor runs the same CRIU binary with the same kerndat cache as the driver's runs.
-    runc_module._keep_kerndat_tmpfs(cache_dir / "criu")
+    runc_criu.keep_kerndat_tmpfs(cache_dir / "criu")
     version = subprocess.run([criu, "--version"], capture_output=True, text=True, check=True).stdout.split("\n")[0]
 
     started = datetime.now(UTC)

@@ -4,22 +4,21 @@
  * Built by `python -m fuzz` (fuzz/__main__.py) with
  *     clang -g -O1 -fsanitize=fuzzer,address,undefined fuzz/init_frames.c
  *
- * The init source is included whole rather than linked, so that this file reaches its static
- * parser (`conn_process` and below) and sandlot-init.c itself needs no fuzzing hook. Three names
- * are renamed on the way in: init's `main` (libFuzzer brings its own), and `fork` and `kill`,
- * so that a fuzzed SPAWN never starts a real program and a fuzzed SIGNAL never reaches a real
- * process. Everything else runs as in a sandbox: SPAWN looks the user up in /etc/passwd, makes
- * real pipes or a PTY and gets a process record; ATTACH turns the connection into a stream.
+ * The PID 1 source (init.c, the whole program but `main`, which is main.c's) is included
+ * rather than linked, so that this file reaches its static parser (`conn_process` and below)
+ * and init.c itself needs no fuzzing hook. Two names are renamed on the way in, `fork` and
+ * `kill`, so that a fuzzed SPAWN never starts a real program and a fuzzed SIGNAL never reaches
+ * a real process. Everything else runs as in a sandbox: SPAWN looks the user up in
+ * /etc/passwd, makes real pipes or a PTY and gets a process record; ATTACH turns the
+ * connection into a stream.
  *
  * One input is the byte stream a client sends on one connection, fed to the parser in small
  * pieces so that frames arrive split, as they do from a socket. It starts unauthenticated; the
  * token is FUZZ_TOKEN, so the seeds begin with a HELLO frame carrying it.
  */
-#define main sandlot_init_main
 #define fork fuzz_fork
 #define kill fuzz_kill
-#include "../sandlot/runtime/init/sandlot-init.c"
-#undef main
+#include "../sandlot/runtime/init/init.c"
 #undef fork
 #undef kill
 

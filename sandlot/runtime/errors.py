@@ -31,16 +31,22 @@ class RuntimeDriverError(Exception):
     """Something below the runtime interface failed."""
 
 
-class SandboxNotFound(RuntimeDriverError):
+class _AboutSandbox(RuntimeDriverError):
+    """An error about the sandbox ``sandbox_id``; ``message`` says what, of ``{sandbox_id!r}``."""
+
+    message = ""
+
     def __init__(self, sandbox_id: str) -> None:
-        super().__init__(f"sandbox {sandbox_id!r} does not exist")
+        super().__init__(self.message.format(sandbox_id=sandbox_id))
         self.sandbox_id = sandbox_id
 
 
-class SandboxExists(RuntimeDriverError):
-    def __init__(self, sandbox_id: str) -> None:
-        super().__init__(f"sandbox {sandbox_id!r} already exists")
-        self.sandbox_id = sandbox_id
+class SandboxNotFound(_AboutSandbox):
+    message = "sandbox {sandbox_id!r} does not exist"
+
+
+class SandboxExists(_AboutSandbox):
+    message = "sandbox {sandbox_id!r} already exists"
 
 
 class SandboxStateError(RuntimeDriverError):

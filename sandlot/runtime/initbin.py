@@ -2,9 +2,11 @@
 
 The binary is static so that it runs in any template's root filesystem, whatever libc (or none)
 the template holds; it is bind-mounted read-only into each sandbox. It is compiled on the host
-from the C source shipped in this package rather than shipped prebuilt, so a wheel stays
-architecture-independent. The cache key is the hash of the source: editing the source builds a
-new binary beside the old one, and sandboxes still running the old one are left alone.
+from the C sources shipped in this package (``init/``: ``main.c`` picks PID 1, ``init.c``, or
+the network hook, ``nethook.c``) rather than shipped prebuilt, so a wheel stays
+architecture-independent. The cache key is the hash of every source file, names and contents,
+and the compiler is given exactly the files hashed: editing any of them builds a new binary
+beside the old one, and sandboxes still running the old one are left alone.
 """
 
 from __future__ import annotations
@@ -21,14 +23,26 @@ from sandlot.runtime import errors
 
 __all__ = ["ensure_init_binary"]
 
-_SOURCE = "init/sandlot-init.c"
+
+@functools.cache
+def _sources() -> dict[str, bytes]:
+    """Every C source and header of ``init/`` by name, read once per process."""
+    sources = importlib.resources.files("sandlot.runtime").joinpath("init")
+    return {
+        entry.name: entry.read_bytes()
+        for entry in sorted(sources.iterdir(), key=lambda e: e.name)
+        if entry.name.endswith((".c", ".h"))
+    }
 
 
 @functools.cache
 def _source_digest() -> str:
-    """The source's sha256 (16 hex digits), read once per process to keep the fast path a stat."""
-    source = importlib.resources.files("sandlot.runtime").joinpath(_SOURCE).read_bytes()
-    return hashlib.sha256(source).hexdigest()[:16]
+    """The sources' sha256 (16 hex digits), computed once per process to keep the fast path a
+    stat. Each file adds its name, its length and its bytes, so no two sets hash alike."""
+    digest = hashlib.sha256()
+    for name, data in _sources().items():
+        digest.update(b"%s\0%d\0%s" % (name.encode(), len(data), data))
+    return digest.hexdigest()[:16]
 
 
 def ensure_init_binary(cache_dir: Path) -> Path:
@@ -52,9 +66,12 @@ def ensure_init_binary(cache_dir: Path) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with importlib.resources.as_file(importlib.resources.files("sandlot.runtime").joinpath(_SOURCE)) as source:
+        with tempfile.TemporaryDirectory(prefix=".sandlot-init-src.", dir=target.parent) as src:
+            for name, data in _sources().items():
+                (Path(src) / name).write_bytes(data)
+            units = [str(Path(src) / name) for name in _sources() if name.endswith(".c")]
             result = subprocess.run(
-                ["cc", "-O2", "-static", "-o", str(tmp), str(source)],
+                ["cc", "-O2", "-static", "-o", str(tmp), *units],
                 capture_output=True,
                 text=True,
                 check=False,

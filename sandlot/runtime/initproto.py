@@ -3,9 +3,9 @@
 Why a PID 1 of our own speaks TCP: CRIU checkpoints only the sandbox's process tree, so the
 pipes and PTYs of sandboxed processes must end inside it. ``sandlot-init`` holds them and relays
 their I/O over TCP to the host daemon, which closes its connections before a checkpoint and
-connects again after a restore; the processes never notice. The C source
-(``init/sandlot-init.c``) has the same description of the protocol as here; this docstring is
-the specification for Python.
+connects again after a restore; the processes never notice. The C source (``init/init.c``)
+has the same description of the protocol as here; this docstring is the specification for
+Python.
 
 Framing (big-endian): ``u32 length`` of what follows (type + payload, at most 1 MiB + 16),
 ``u8 type``, payload. A string is ``u32 length`` + bytes (UTF-8 here, with surrogateescape so

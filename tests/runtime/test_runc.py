@@ -20,6 +20,14 @@ from tests.conftest import census, test_settings
 from tests.runtime.conftest import SandboxFactory, cgroup2_mount, collect, new_id, run
 
 
+async def test_runc_declares_every_capability(driver: RuncDriver) -> None:
+    """The layers above offer pause with memory, fork, snapshots and restart only on a driver
+    that has them (`base.capability`); the runc driver has, and declares, all four."""
+    for kind in (base.Checkpointing, base.Forking, base.Snapshotting, base.Restarting):
+        assert kind in RuncDriver.__mro__
+        assert base.capability(driver, kind) is driver
+
+
 async def test_create_run_echo_destroy(driver: RuncDriver) -> None:
     sid = new_id()
     info = await driver.create(spec=models.SandboxSpec(sandbox_id=sid, network=models.NetworkPolicy(internet=False)))
