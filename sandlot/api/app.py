@@ -23,13 +23,12 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from sandlot.agent import target
 from sandlot.api import auth, control, errors, execute
 from sandlot.config import Settings
 from sandlot.runner import service as runner_service
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import timers as lifecycle_timers
-from sandlot.runtime import base, drivers
+from sandlot.runtime import base, drivers, target
 from sandlot.store import db
 
 __all__ = ["create_app"]

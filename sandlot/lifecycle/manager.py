@@ -48,10 +48,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sandlot.agent import target
 from sandlot.config import Settings
 from sandlot.lifecycle import admission, errors, paging, pools, snapshots
-from sandlot.runtime import base, faults, models
+from sandlot.runtime import base, faults, models, target
 from sandlot.runtime import errors as runtime_errors
 from sandlot.store import db
 from sandlot.store import models as store
@@ -1182,7 +1181,7 @@ class SandboxManager:
     async def resolve(
         self, sandbox_id: str, access_token: str | None
     ) -> target.SandboxTarget:
-        """The sandbox a sandbox-plane request names (`sandlot.agent.target.Resolver`),
+        """The sandbox a sandbox-plane request names (`sandlot.runtime.target.Resolver`),
         resumed first when it is paused and was created with auto-resume."""
         sbx = self._reachable(sandbox_id)
         if sbx.secure and (
