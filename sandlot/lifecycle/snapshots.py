@@ -292,7 +292,7 @@ class SnapshotStore:
                     store.SnapshotRecord.team_id == team_id, store.SnapshotRecord.deleted_at.is_(None)
                 )
             )
-        return int(total or 0) + sum(_sizes(self.root / s)[0] for s in paused if (self.root / s).is_dir())
+        return int(total or 0) + sum(_held(self.root / s) for s in paused)
 
     def _mark_deleted(self, ids: Iterable[str]) -> None:
         with self.database.session() as session:
@@ -417,6 +417,15 @@ class SnapshotStore:
                 del self._users[row.id]
                 if row.id in self._gone:
                     await asyncio.shield(asyncio.to_thread(shutil.rmtree, self.path(row.id), True))
+
+
+def _held(checkpoints: Path) -> int:
+    """Bytes a paused sandbox's checkpoints take; 0 when they are gone, even while being
+    counted (a resume at the same moment spends them)."""
+    try:
+        return _sizes(checkpoints)[0] if checkpoints.is_dir() else 0
+    except FileNotFoundError:
+        return 0
 
 
 def _sizes(directory: Path) -> tuple[int, dict[str, int]]:
