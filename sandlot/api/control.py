@@ -19,7 +19,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 import sandlot
 from sandlot.api import auth, errors, models
 from sandlot.lifecycle import manager as lifecycle
-from sandlot.lifecycle import snapshots
+from sandlot.lifecycle import records, snapshots
 from sandlot.store import models as store
 
 __all__ = ["ENVD_VERSION", "router"]
@@ -72,11 +72,11 @@ def _list_json(items: list[Any], headers: dict[str, str] | None = None) -> Respo
     return Response(body, media_type="application/json", headers=headers)
 
 
-def _sandbox(request: Request, sbx: lifecycle.LiveSandbox) -> models.Sandbox:
+def _sandbox(request: Request, sbx: records.LiveSandbox) -> models.Sandbox:
     return models.Sandbox(
         template_id=sbx.template,
         sandbox_id=sbx.id,
-        client_id=lifecycle.CLIENT_ID,
+        client_id=models.CLIENT_ID,
         envd_version=ENVD_VERSION,
         envd_access_token=sbx.access_token,
         domain=request.app.state.domain,
@@ -84,11 +84,11 @@ def _sandbox(request: Request, sbx: lifecycle.LiveSandbox) -> models.Sandbox:
     )
 
 
-def _listed(sbx: lifecycle.LiveSandbox) -> models.ListedSandbox:
+def _listed(sbx: records.LiveSandbox) -> models.ListedSandbox:
     return models.ListedSandbox(
         template_id=sbx.template,
         sandbox_id=sbx.id,
-        client_id=lifecycle.CLIENT_ID,
+        client_id=models.CLIENT_ID,
         envd_version=ENVD_VERSION,
         started_at=sbx.started_at,
         end_at=sbx.end_at,
@@ -101,7 +101,7 @@ def _listed(sbx: lifecycle.LiveSandbox) -> models.ListedSandbox:
     )
 
 
-def _detail(request: Request, sbx: lifecycle.LiveSandbox) -> models.SandboxDetail:
+def _detail(request: Request, sbx: records.LiveSandbox) -> models.SandboxDetail:
     return models.SandboxDetail(
         **_listed(sbx).model_dump(),
         envd_access_token=sbx.access_token,

@@ -331,8 +331,7 @@ class SnapshotStore:
     ) -> tuple[builtins.list[store.SnapshotRecord], str | None]:
         """One page of the team's snapshots, newest first, and the token of the next page.
         ``ref`` is a name (every version) or ``name:vN`` (that one)."""
-        if not 1 <= limit <= 1000:
-            raise errors.InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
+        paging.check_limit(limit)
         query = self._live(team_id)
         if sandbox_id:
             query = query.where(store.SnapshotRecord.sandbox_id == sandbox_id)
@@ -356,9 +355,7 @@ class SnapshotStore:
                 return builtins.list(session.scalars(query))
 
         rows = await asyncio.to_thread(run)
-        page = rows[:limit]
-        token = paging.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-        return page, token
+        return paging.cut(rows, limit, lambda r: (r.created_at, r.id))
 
     async def delete(self, team_id: str, ref: str) -> bool:
         """Delete ``name:vN``, or every version of ``name``; False when there is none.
