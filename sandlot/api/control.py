@@ -20,6 +20,7 @@ import sandlot
 from sandlot.api import auth, errors, models
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import records, snapshots
+from sandlot.runtime.models import SandboxState
 from sandlot.store import models as store
 
 __all__ = ["ENVD_VERSION", "router"]
@@ -202,7 +203,7 @@ async def list_v1(
 ) -> Response:
     manager = _manager(request)
     found, _ = manager.list(
-        team, metadata=_metadata_filter(metadata), states={"running"}, limit=1000
+        team, metadata=_metadata_filter(metadata), states={SandboxState.RUNNING}, limit=1000
     )
     return _list_json([_listed(s) for s in found])
 
@@ -229,7 +230,7 @@ async def list_v2(
     states = None
     if state:
         states = {s.strip() for s in state.split(",") if s.strip()}
-        unknown = states - {"running", "paused"}
+        unknown = states - {SandboxState.RUNNING, SandboxState.PAUSED}
         if unknown:
             raise errors.ApiError(
                 400, f"state: {', '.join(sorted(unknown))} is not running or paused"

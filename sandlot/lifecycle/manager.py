@@ -3,15 +3,16 @@
 Its parts live beside it: what is held of each sandbox and its rows (`records`), the checks
 and defaults of a request (`requests`), admission control (`admission`), figures (`metrics`),
 the end and idle timers (`timers`), the sandbox plane's resolver (`resolver`), pause
-checkpoints and snapshots (`snapshots`), warm pools (`pools`). This module holds the moves
-from one state to another, and the order of each move's steps.
+checkpoints and snapshots (`snapshots`), warm pools (`pools`), what a start adopts
+(`reconcile`). This module holds the moves from one state to another, and the order of each
+move's steps. It is longer than the ~600 lines a module aims for because it holds nine moves
+(create, kill, timeout, connect, resume, pause, fork, snapshot, restart), each an admission, a
+lock, a driver call with its crash points and a store write in one fixed order: split, one
+move's order would be read across files.
 
-A server restart keeps sandboxes running: `start` adopts what the runtime still holds
-(`RuntimeDriver.reconcile` with the store's live ids), marks the rest killed, and the timers
-end whatever passed its end time while the server was down. A server killed in the middle of
-an operation is safe too: the runtime finishes or undoes what it was doing to each sandbox,
-`start` makes the store say what the runtime holds (running or paused), and copies and
-snapshots reach the store only once whole, so a half-made one is nobody's and is removed.
+A server restart keeps sandboxes running: `start` adopts what the runtime still holds, marks
+the rest killed and makes the store say what the runtime holds (`reconcile.adopt`), and the
+timers end whatever passed its end time while the server was down.
 
 Pause keeps memory: the driver checkpoints the sandbox's processes (CRIU) into the snapshot
 store, and the sandbox holds no memory and no CPU until it is resumed. A paused sandbox has no
