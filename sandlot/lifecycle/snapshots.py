@@ -315,7 +315,7 @@ class SnapshotStore:
             return session.scalars(query.order_by(store.SnapshotRecord.version.desc()).limit(1)).first()
 
     @staticmethod
-    def _live(team_id: str) -> sa.Select[tuple[store.SnapshotRecord]]:
+    def _live(team_id: str) -> sa.Select[store.SnapshotRecord]:
         return sa.select(store.SnapshotRecord).where(
             store.SnapshotRecord.team_id == team_id, store.SnapshotRecord.deleted_at.is_(None)
         )
@@ -381,7 +381,7 @@ class SnapshotStore:
         self._oldest = await asyncio.to_thread(self._oldest_live)
         return self._oldest
 
-    async def _drop(self, query: sa.Select[tuple[store.SnapshotRecord]]) -> builtins.list[str]:
+    async def _drop(self, query: sa.Select[store.SnapshotRecord]) -> builtins.list[str]:
         """Mark the snapshots ``query`` finds deleted, and remove their files now or when the
         last sandbox being made from each is done; their ids."""
 
