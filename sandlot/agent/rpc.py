@@ -26,7 +26,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from sandlot.agent import target as targets
+from sandlot.runtime import target as targets
 
 __all__ = [
     "AgentError",

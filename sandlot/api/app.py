@@ -23,13 +23,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from sandlot.agent import target
 from sandlot.api import auth, control, errors, execute
 from sandlot.config import Settings
 from sandlot.runner import service as runner_service
 from sandlot.lifecycle import manager as lifecycle
+from sandlot.lifecycle import pools
 from sandlot.lifecycle import timers as lifecycle_timers
-from sandlot.runtime import base, drivers
+from sandlot.runtime import base, drivers, target
 from sandlot.store import db
 
 __all__ = ["create_app"]
@@ -125,7 +125,7 @@ def _lifespan(
                 driver = await stack.enter_async_context(
                     drivers.load(settings.server.driver)(settings.runtime)
                 )
-            pool = lifecycle.sandbox_pool(driver, settings)
+            pool = pools.sandbox_pool(driver, settings)
             manager = lifecycle.SandboxManager(driver, database, settings, pool)
             report = await manager.start()
             logger.info(

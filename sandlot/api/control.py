@@ -19,7 +19,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 import sandlot
 from sandlot.api import auth, errors, models, openapi
 from sandlot.lifecycle import manager as lifecycle
-from sandlot.lifecycle import snapshots
+from sandlot.lifecycle import records, snapshots
+from sandlot.runtime.models import SandboxState
 from sandlot.store import models as store
 
 __all__ = ["ENVD_VERSION", "router"]
@@ -71,11 +72,11 @@ def _page(items: list[Any], token: str | None) -> Response:
     return _list_json(items, headers={"X-Next-Token": token} if token else None)
 
 
-def _sandbox(request: Request, sbx: lifecycle.LiveSandbox) -> models.Sandbox:
+def _sandbox(request: Request, sbx: records.LiveSandbox) -> models.Sandbox:
     return models.Sandbox(
         template_id=sbx.template,
         sandbox_id=sbx.id,
-        client_id=lifecycle.CLIENT_ID,
+        client_id=models.CLIENT_ID,
         envd_version=ENVD_VERSION,
         envd_access_token=sbx.access_token,
         domain=request.app.state.domain,
@@ -83,11 +84,11 @@ def _sandbox(request: Request, sbx: lifecycle.LiveSandbox) -> models.Sandbox:
     )
 
 
-def _listed(sbx: lifecycle.LiveSandbox) -> models.ListedSandbox:
+def _listed(sbx: records.LiveSandbox) -> models.ListedSandbox:
     return models.ListedSandbox(
         template_id=sbx.template,
         sandbox_id=sbx.id,
-        client_id=lifecycle.CLIENT_ID,
+        client_id=models.CLIENT_ID,
         envd_version=ENVD_VERSION,
         started_at=sbx.started_at,
         end_at=sbx.end_at,
@@ -100,7 +101,7 @@ def _listed(sbx: lifecycle.LiveSandbox) -> models.ListedSandbox:
     )
 
 
-def _detail(request: Request, sbx: lifecycle.LiveSandbox) -> models.SandboxDetail:
+def _detail(request: Request, sbx: records.LiveSandbox) -> models.SandboxDetail:
     return models.SandboxDetail(
         **_listed(sbx).model_dump(),
         envd_access_token=sbx.access_token,
@@ -188,7 +189,7 @@ async def list_v1(
     request: Request, team: Team, metadata: Metadata = None
 ) -> Response:
     manager = _manager(request)
-    found, _ = manager.list(team, metadata=_metadata_filter(metadata), states={"running"}, limit=1000)
+    found, _ = manager.list(team, metadata=_metadata_filter(metadata), states={SandboxState.RUNNING}, limit=1000)
     return _list_json([_listed(s) for s in found])
 
 
@@ -211,7 +212,7 @@ async def list_v2(
     states = None
     if state:
         states = {s.strip() for s in state.split(",") if s.strip()}
-        unknown = states - {"running", "paused"}
+        unknown = states - {SandboxState.RUNNING, SandboxState.PAUSED}
         if unknown:
             raise errors.ApiError(400, f"state: {', '.join(sorted(unknown))} is not running or paused")
     if started_after is not None and started_after.tzinfo is None:

@@ -14,7 +14,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandlot.runtime.models import Boot, SandboxState
+
 __all__ = [
+    "CLIENT_ID",
     "AutoResume",
     "ConnectRequest",
     "Error",
@@ -37,6 +40,9 @@ __all__ = [
     "TimeoutRequest",
     "UnhealthyError",
 ]
+
+CLIENT_ID = "sandlot"
+"""The ``clientID`` every sandbox reports (E2B names the machine that runs it)."""
 
 Seconds = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Text = Annotated[str, Field(max_length=4096)]
@@ -162,13 +168,18 @@ class ForkRequest(_Request):
     """Seconds each copy lives; the server's default (300) when absent."""
 
 
-class Sandbox(_Response):
-    """What create and connect answer."""
+class _Named(_Response):
+    """The keys that start every answer about a sandbox."""
 
     template_id: str = Field(alias="templateID")
     sandbox_id: str = Field(alias="sandboxID")
     client_id: str = Field(alias="clientID")
     envd_version: str = Field(alias="envdVersion")
+
+
+class Sandbox(_Named):
+    """What create and connect answer."""
+
     envd_access_token: str | None = Field(None, alias="envdAccessToken")
     domain: str | None = None
     alias: str | None = None
@@ -187,17 +198,13 @@ class Lifecycle(_Response):
     on_timeout: Literal["kill", "pause"] = Field(alias="onTimeout")
 
 
-class ListedSandbox(_Response):
-    template_id: str = Field(alias="templateID")
-    sandbox_id: str = Field(alias="sandboxID")
-    client_id: str = Field(alias="clientID")
-    envd_version: str = Field(alias="envdVersion")
+class ListedSandbox(_Named):
     started_at: datetime = Field(alias="startedAt")
     end_at: datetime = Field(alias="endAt")
     cpu_count: int = Field(alias="cpuCount")
     memory_mb: int = Field(alias="memoryMB")
     disk_size_mb: int = Field(alias="diskSizeMB")
-    state: Literal["running", "paused"]
+    state: Literal[SandboxState.RUNNING, SandboxState.PAUSED]
     alias: str | None = None
     metadata: dict[str, str] | None = None
 
@@ -208,7 +215,7 @@ class SandboxDetail(ListedSandbox):
     allow_internet_access: bool | None = Field(None, alias="allowInternetAccess")
     network: dict[str, list[str]] | None = None
     lifecycle: Lifecycle | None = None
-    boot: Literal["clean", "resume", "fork"] | None = None
+    boot: Boot | None = None
     """*sandlot*: how its processes started: a fresh boot (create, restart, a filesystem
     snapshot), restored from its own memory (resume) or another's (fork, memory snapshot)."""
     idle_timeout: int | None = Field(None, alias="idleTimeout")

@@ -40,10 +40,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sandlot.agent import files, filesystem, process, rpc, target
+from sandlot.agent import files, filesystem, process, rpc
 from sandlot.api import connect
 from sandlot.config import AdmissionSettings
-from sandlot.runtime import oci
+from sandlot.runtime import oci, target
 
 __all__ = ["create_sandbox_app"]
 

@@ -34,9 +34,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from sandlot.config import Settings
+from sandlot.lifecycle import records
 from sandlot.runtime import base, models
 
-__all__ = ["Pool", "PoolBroken", "PoolBusy", "PoolError", "PoolFull", "PoolStats"]
+__all__ = ["Pool", "PoolBroken", "PoolBusy", "PoolError", "PoolFull", "PoolStats", "sandbox_pool"]
 
 logger = logging.getLogger("sandlot.lifecycle.pools")
 
@@ -319,3 +321,23 @@ class Pool:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def sandbox_pool(driver: base.RuntimeDriver, settings: Settings) -> Pool | None:
+    """The warm pool of ``POST /sandboxes``: sandboxes of the ``base`` template with the default
+    limits and network policy, the shape most creates ask for (None when sized 0)."""
+    server, rt = settings.server, settings.runtime
+    if server.pool_max <= 0:
+        return None
+
+    def make() -> models.SandboxSpec:
+        return models.SandboxSpec(
+            sandbox_id=records.new_sandbox_id(),
+            limits=rt.default_limits.clamp(rt.max_limits),
+            network=models.NetworkPolicy(internet=rt.internet_default),
+        )
+
+    return Pool(
+        driver, make, name="sandboxes", min_size=min(server.pool_min, server.pool_max),
+        max_size=server.pool_max, reuse=False,
+    )  # fmt: skip

@@ -292,7 +292,7 @@ class SnapshotStore:
                     store.SnapshotRecord.team_id == team_id, store.SnapshotRecord.deleted_at.is_(None)
                 )
             )
-        return int(total or 0) + sum(_sizes(self.root / s)[0] for s in paused if (self.root / s).is_dir())
+        return int(total or 0) + sum(_held(self.root / s) for s in paused)
 
     def _mark_deleted(self, ids: Iterable[str]) -> None:
         with self.database.session() as session:
@@ -315,7 +315,7 @@ class SnapshotStore:
             return session.scalars(query.order_by(store.SnapshotRecord.version.desc()).limit(1)).first()
 
     @staticmethod
-    def _live(team_id: str) -> sa.Select[tuple[store.SnapshotRecord]]:
+    def _live(team_id: str) -> sa.Select[store.SnapshotRecord]:
         return sa.select(store.SnapshotRecord).where(
             store.SnapshotRecord.team_id == team_id, store.SnapshotRecord.deleted_at.is_(None)
         )
@@ -331,8 +331,7 @@ class SnapshotStore:
     ) -> tuple[builtins.list[store.SnapshotRecord], str | None]:
         """One page of the team's snapshots, newest first, and the token of the next page.
         ``ref`` is a name (every version) or ``name:vN`` (that one)."""
-        if not 1 <= limit <= 1000:
-            raise errors.InvalidRequest(f"limit must be between 1 and 1000, got {limit}")
+        paging.check_limit(limit)
         query = self._live(team_id)
         if sandbox_id:
             query = query.where(store.SnapshotRecord.sandbox_id == sandbox_id)
@@ -356,9 +355,7 @@ class SnapshotStore:
                 return builtins.list(session.scalars(query))
 
         rows = await asyncio.to_thread(run)
-        page = rows[:limit]
-        token = paging.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None
-        return page, token
+        return paging.cut(rows, limit, lambda r: (r.created_at, r.id))
 
     async def delete(self, team_id: str, ref: str) -> bool:
         """Delete ``name:vN``, or every version of ``name``; False when there is none.
@@ -384,7 +381,7 @@ class SnapshotStore:
         self._oldest = await asyncio.to_thread(self._oldest_live)
         return self._oldest
 
-    async def _drop(self, query: sa.Select[tuple[store.SnapshotRecord]]) -> builtins.list[str]:
+    async def _drop(self, query: sa.Select[store.SnapshotRecord]) -> builtins.list[str]:
         """Mark the snapshots ``query`` finds deleted, and remove their files now or when the
         last sandbox being made from each is done; their ids."""
 
@@ -417,6 +414,15 @@ class SnapshotStore:
                 del self._users[row.id]
                 if row.id in self._gone:
                     await asyncio.shield(asyncio.to_thread(shutil.rmtree, self.path(row.id), True))
+
+
+def _held(checkpoints: Path) -> int:
+    """Bytes a paused sandbox's checkpoints take; 0 when they are gone, even while being
+    counted (a resume at the same moment spends them)."""
+    try:
+        return _sizes(checkpoints)[0] if checkpoints.is_dir() else 0
+    except FileNotFoundError:
+        return 0
 
 
 def _sizes(directory: Path) -> tuple[int, dict[str, int]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "Boot",
     "ExitStatus",
     "HostFilesystem",
     "Limits",
@@ -114,11 +115,31 @@ class SandboxSpec:
     again between runs. It cannot be checkpointed or forked."""
 
 
-class SandboxState(str, enum.Enum):
+class SandboxState(enum.StrEnum):
+    """Where a sandbox is in its life, from the runtime up to the API's answers.
+
+    A `str` enum: the store's ``state`` column, JSON bodies and comparisons with plain strings
+    see the values themselves (``"running"``...), so moving to it changed no byte anywhere.
+    """
+
     RUNNING = "running"
     PAUSED = "paused"
+    """Its processes are checkpointed; it holds no memory and no CPU."""
     STOPPED = "stopped"
     """Its init has exited; only destroy is left to do."""
+    KILLED = "killed"
+    """Ended: only the store's record of it is left (no driver reports it)."""
+
+
+class Boot(enum.StrEnum):
+    """How a sandbox's current processes started (a `str` enum, as `SandboxState`)."""
+
+    CLEAN = "clean"
+    """A fresh boot of its init: create, restart, a filesystem snapshot."""
+    RESUME = "resume"
+    """Restored from its own checkpoint."""
+    FORK = "fork"
+    """Restored from another sandbox's memory: fork, a memory snapshot."""
 
 
 @dataclasses.dataclass(frozen=True)

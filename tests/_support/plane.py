@@ -23,10 +23,9 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from sandlot.agent import target
 from sandlot.api import sandbox as sandbox_plane
 from sandlot.config import Settings
-from sandlot.runtime import errors, models
+from sandlot.runtime import errors, models, target
 from sandlot.runtime.drivers.runc import RuncDriver
 from tests import slot
 from tests._support.server import free_port

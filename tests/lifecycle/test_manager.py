@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sandlot.agent import target
 from sandlot.config import ServerSettings, Settings
 from sandlot.lifecycle import errors
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import timers as lifecycle_timers
+from sandlot.runtime import target
 from sandlot.runtime.drivers.runc import RuncDriver
 from sandlot.store import db, keys
 

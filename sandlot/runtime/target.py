@@ -3,6 +3,9 @@
 The api layer's sandbox-plane routes receive a `Resolver` from whoever assembles the app (the
 lifecycle layer knows which sandboxes exist, whom they belong to and their access tokens);
 the agent services act on the `SandboxTarget` it returns.
+
+The contract lives here, below both sides (it holds only runtime values), so that lifecycle,
+which resolves, and agent, which acts, import neither each other nor anything above them.
 """
 
 from __future__ import annotations
