@@ -17,12 +17,15 @@ from connectrpc._protocol import _error_to_http_status
 from e2b.envd import api as e2b_envd_api
 from e2b.envd import client_shared as e2b_client
 from e2b.envd import rpc as e2b_rpc
+from fastapi import FastAPI
 from starlette.routing import Route, Router
 
 from sandlot._wire import codes, framing
 from sandlot._wire import errors as wire
 from sandlot.agent import files, rpc
 from sandlot.api import connect
+from sandlot.api import errors as api_errors
+from sandlot.lifecycle import errors as lifecycle_errors
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import connect as sdk_connect
 from sandlot.sdk._core import errors as sdk_errors
@@ -133,9 +136,47 @@ def test_transport_failures_keep_their_own_status() -> None:
     assert (exc.status, exc.connect_status, exc.code) == (415, 415, codes.Code.INVALID_ARGUMENT)
 
 
+# The status every route answered each lifecycle error with before the lifecycle lost its
+# statuses; the api's table must keep them.
+LIFECYCLE = {
+    lifecycle_errors.InvalidRequest("bad"): 400,
+    lifecycle_errors.SandboxNotFound("sbx"): 404,
+    lifecycle_errors.TemplateNotFound("tpl"): 404,
+    lifecycle_errors.SnapshotNotFound("snap"): 404,
+    lifecycle_errors.Conflict("paused"): 409,
+    lifecycle_errors.Overloaded("queue full"): 429,
+    lifecycle_errors.RuntimeFailure("runc"): 500,
+    lifecycle_errors.NotSupported("no criu"): 501,
+    lifecycle_errors.Unavailable("busy", retry_after=7): 503,
+    lifecycle_errors.InsufficientStorage("full"): 507,
+}
+
+
+def test_lifecycle_errors_keep_their_statuses() -> None:
+    assert set(api_errors.FAULTS) == {type(exc) for exc in LIFECYCLE}
+    app = FastAPI()
+    api_errors.install(app)
+    raised = iter(LIFECYCLE)
+
+    @app.get("/fail")
+    async def fail() -> None:
+        raise next(raised)
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as client:
+            return [await client.get("/fail") for _ in LIFECYCLE]
+
+    for (exc, status), answer in zip(LIFECYCLE.items(), asyncio.run(run()), strict=True):
+        assert (answer.status_code, answer.json()) == (status, codes.error_body(status, str(exc)))
+        assert answer.headers.get("retry-after") == {429: "1", 503: "7"}.get(status)
+        assert isinstance(sdk_errors.error_from_http(answer.status_code, answer.content), exceptions.SandlotError)
+    assert not any(hasattr(type(exc), "status") for exc in LIFECYCLE)
+
+
 def test_every_side_uses_the_one_table() -> None:
     assert connect.errors is wire and connect.framing is framing
     assert files.codes is codes and files.wire is wire
+    assert api_errors.codes is codes
     assert rpc.InvalidArgument is wire.InvalidArgument
     assert sdk_errors.codes is codes
     assert sdk_connect.framing is framing and issubclass(sdk_connect.EnvelopeDecoder, framing.Decoder)
