@@ -158,7 +158,7 @@ def parse_unary(status: int, content_type: str, body: bytes, *, context: str | N
         except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, dict) and isinstance(parsed.get("code"), str) and parsed["code"] in errors.CODES:
-            return _raise(errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context))
+            raise errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context)
         raise errors.error_from_http(status, body, context=context)
     if not content_type.split(";")[0].strip().lower() == framing.JSON:
         raise exceptions.ProtocolError(f"unexpected content type {content_type!r} on a unary answer")
@@ -272,7 +272,3 @@ def iter_messages(decoder: EnvelopeDecoder, data: bytes, *, context: str | None 
         else:
             with _protocol_errors():
                 yield envelope.message()
-
-
-def _raise(exc: Exception) -> Any:
-    raise exc
