@@ -84,7 +84,7 @@ def decode_message(payload: bytes) -> dict[str, Any]:
     Raises:
         InvalidArgument: if it is not JSON or not an object, or nests too deeply for the parser.
     """
-    if not payload.strip():
+    if not payload or payload.isspace():
         return {}
     try:
         message = json.loads(payload)

@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -56,13 +55,13 @@ encode_message = framing.encode_message
 encode_envelope = framing.encode_envelope
 
 
-@contextlib.contextmanager
-def _protocol_errors() -> Iterator[None]:
-    """What the server sent is unreadable: that is the SDK's ProtocolError, not a server error."""
-    try:
-        yield
-    except wire.WireError as exc:
-        raise exceptions.ProtocolError(str(exc)) from exc
+def _protocol_error(exc: wire.WireError) -> exceptions.ProtocolError:
+    """What the server sent is unreadable: that is the SDK's ProtocolError, not a server error.
+
+    (Callers catch `WireError` themselves rather than through a context manager: these are the
+    per-message paths of every stream.)
+    """
+    return exceptions.ProtocolError(str(exc))
 
 
 class Envelope(framing.Envelope):
@@ -79,8 +78,10 @@ class Envelope(framing.Envelope):
         Raises:
             ProtocolError: if it is compressed or not a JSON object.
         """
-        with _protocol_errors():
+        try:
             return super().message()
+        except wire.WireError as exc:
+            raise _protocol_error(exc) from exc
 
 
 class EnvelopeDecoder(framing.Decoder):
@@ -104,8 +105,10 @@ class EnvelopeDecoder(framing.Decoder):
         Raises:
             ProtocolError: for a length field over `MAX_MESSAGE`.
         """
-        with _protocol_errors():
+        try:
             return super().feed(data)
+        except wire.WireError as exc:
+            raise _protocol_error(exc) from exc
 
     def close(self) -> None:
         """Declare the stream over; leftover bytes mean it was cut mid-envelope.
@@ -113,8 +116,10 @@ class EnvelopeDecoder(framing.Decoder):
         Raises:
             ProtocolError: if part of an envelope is left.
         """
-        with _protocol_errors():
+        try:
             super().close()
+        except wire.WireError as exc:
+            raise _protocol_error(exc) from exc
 
 
 def check_end_stream(envelope: framing.Envelope, *, context: str | None = None) -> None:
@@ -125,8 +130,10 @@ def check_end_stream(envelope: framing.Envelope, *, context: str | None = None) 
         Traceback (most recent call last):
         sandlot.sdk.exceptions.TimeoutError: late
     """
-    with _protocol_errors():
+    try:
         end = envelope.message()
+    except wire.WireError as exc:
+        raise _protocol_error(exc) from exc
     error = end.get("error")
     if error:
         if not isinstance(error, dict):
@@ -162,8 +169,10 @@ def parse_unary(status: int, content_type: str, body: bytes, *, context: str | N
         raise errors.error_from_http(status, body, context=context)
     if not content_type.split(";")[0].strip().lower() == framing.JSON:
         raise exceptions.ProtocolError(f"unexpected content type {content_type!r} on a unary answer")
-    with _protocol_errors():
+    try:
         return framing.decode_message(body)
+    except wire.WireError as exc:
+        raise _protocol_error(exc) from exc
 
 
 def check_stream_response(status: int, content_type: str, body: bytes = b"", *, context: str | None = None) -> None:
@@ -270,5 +279,4 @@ def iter_messages(decoder: EnvelopeDecoder, data: bytes, *, context: str | None 
             check_end_stream(envelope, context=context)
             yield None
         else:
-            with _protocol_errors():
-                yield envelope.message()
+            yield envelope.message()
