@@ -26,6 +26,7 @@ import atheris
 import httpx
 
 with atheris.instrument_imports(include=["sandlot"]):
+    from sandlot._wire import codes, framing
     from sandlot.api import connect
     from sandlot.sdk import exceptions
     from sandlot.sdk._core import connect as sdk_connect
@@ -34,7 +35,7 @@ from starlette.routing import Route, Router
 
 from fuzz import _harness
 
-CODES = {code.value for code in connect.Code}
+CODES = {code.value for code in codes.Code}
 
 
 async def _echo(ctx: None, message: dict[str, Any]) -> dict[str, Any]:
@@ -54,9 +55,9 @@ def _no_context(scope: object, deadline: float | None) -> None:
 
 
 CALLS = (
-    ("/unary", connect.Kind.UNARY, _echo, connect.JSON),
-    ("/server-stream", connect.Kind.SERVER_STREAM, _echo_stream, connect.STREAM_JSON),
-    ("/client-stream", connect.Kind.CLIENT_STREAM, _count, connect.STREAM_JSON),
+    ("/unary", connect.Kind.UNARY, _echo, framing.JSON),
+    ("/server-stream", connect.Kind.SERVER_STREAM, _echo_stream, framing.STREAM_JSON),
+    ("/client-stream", connect.Kind.CLIENT_STREAM, _count, framing.STREAM_JSON),
 )
 APP = Router(
     routes=[
@@ -94,7 +95,7 @@ async def _call(case: int, size: int, body: bytes) -> None:
     elif kind is connect.Kind.UNARY:
         assert isinstance(json.loads(reply.content), dict)
     else:
-        assert reply.headers["content-type"] == connect.STREAM_JSON
+        assert reply.headers["content-type"] == framing.STREAM_JSON
         _check_stream(reply.content)
 
 

@@ -10,7 +10,8 @@ socket or device is a 400, never a thread waiting forever.
 Wire details (docs/e2b-wire.md section 7): the user comes from the ``username`` query parameter;
 ``Content-Encoding: gzip`` uploads are inflated as they stream; a download is gzipped when the
 request accepts gzip; ``X-Metadata-<key>`` headers become ``user.e2b.<key>`` xattrs; errors are
-JSON ``{"code": <status>, "message": ...}``; a full disk is 507.
+JSON ``{"code": <status>, "message": ...}`` with the status of their row of the one table
+(`sandlot._wire.codes`): a full disk is 507, a sandbox that stopped answering 502.
 
 Signed URLs (`check_signature`, which the app calls instead of checking an access token):
 
@@ -32,7 +33,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import json
 import os
 import posixpath
 import re
@@ -46,6 +46,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from sandlot._wire import codes, framing
+from sandlot._wire import errors as wire
 from sandlot.agent import filesystem, iopool, rpc
 
 __all__ = [
@@ -65,14 +67,6 @@ MAX_PARTS = 1000
 MAX_SIGNATURE_LIFETIME = 7 * 24 * 3600
 """Seconds a signed URL may live: ``signature_expiration`` further ahead is refused."""
 _METADATA_KEY = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,200}$")
-_STATUS = {
-    rpc.InvalidArgument: 400,
-    rpc.NotFound: 404,
-    rpc.AlreadyExists: 409,
-    rpc.PermissionDenied: 403,
-    rpc.ResourceExhausted: 507,
-    rpc.Unavailable: 502,
-}
 
 
 class _JSONResponse(JSONResponse):
@@ -80,15 +74,16 @@ class _JSONResponse(JSONResponse):
     as ``\\udcXX`` escapes, which read back as the same name."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
+        return framing.encode_message(content)
 
 
 def error_response(status: int, message: str) -> JSONResponse:
-    return _JSONResponse({"code": status, "message": message}, status_code=status)
+    """An error in the E2B REST shape, which the e2b SDK reads on ``/files``."""
+    return _JSONResponse(codes.error_body(status, message), status_code=status)
 
 
-def _from_error(exc: rpc.AgentError) -> JSONResponse:
-    return error_response(_STATUS.get(type(exc), 500), str(exc))
+def _from_error(exc: wire.WireError) -> JSONResponse:
+    return error_response(exc.status, str(exc))
 
 
 # -- signed URLs -------------------------------------------------------------------------------
@@ -192,7 +187,7 @@ async def download(request: Request, call: rpc.Call, io: iopool.IOPool) -> Respo
 
     try:
         fd, path, st = await filesystem.in_pool(io, call, open_file)
-    except rpc.AgentError as exc:
+    except wire.WireError as exc:
         return _from_error(exc)
     gzipped = _accepts_gzip(request.headers.get("accept-encoding", ""))
     headers = {"content-disposition": f"attachment; filename*=UTF-8''{_quote(posixpath.basename(path))}"}
@@ -238,7 +233,7 @@ class _Writer:
     def __init__(self, access: filesystem.Access, raw: str, metadata: dict[str, str]) -> None:
         self.path = access.path(raw)
         if self.path == "/":
-            raise rpc.InvalidArgument("cannot write to the root directory")
+            raise wire.InvalidArgument("cannot write to the root directory")
         with filesystem.fs_errors(self.path):
             access.root.make_dirs(posixpath.dirname(self.path))
             self.fd = access.root.open_file(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -278,7 +273,7 @@ def _metadata(request: Request) -> dict[str, str]:
         if name.lower().startswith("x-metadata-"):
             key = name[len("x-metadata-") :]
             if not _METADATA_KEY.match(key) or not value.isprintable() or len(value) > 4096:
-                raise rpc.InvalidArgument(f"metadata header {name!r} has an invalid key or value")
+                raise wire.InvalidArgument(f"metadata header {name!r} has an invalid key or value")
             out[key] = value
     return out
 
@@ -291,7 +286,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
             yield chunk
         return
     if encoding != "gzip":
-        raise rpc.InvalidArgument(f"content-encoding {encoding!r} is not supported (gzip or identity)")
+        raise wire.InvalidArgument(f"content-encoding {encoding!r} is not supported (gzip or identity)")
     inflater = zlib.decompressobj(wbits=47)  # gzip or zlib header
     try:
         async for chunk in request.stream():
@@ -300,9 +295,9 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
                 yield data
                 data = inflater.decompress(inflater.unconsumed_tail, CHUNK) if inflater.unconsumed_tail else b""
         if not inflater.eof:
-            raise rpc.InvalidArgument("the gzip body is truncated")
+            raise wire.InvalidArgument("the gzip body is truncated")
     except zlib.error as exc:
-        raise rpc.InvalidArgument(f"the body is not valid gzip: {exc}") from None
+        raise wire.InvalidArgument(f"the body is not valid gzip: {exc}") from None
 
 
 async def upload(request: Request, call: rpc.Call, io: iopool.IOPool) -> Response:
@@ -310,7 +305,7 @@ async def upload(request: Request, call: rpc.Call, io: iopool.IOPool) -> Respons
     try:
         metadata = _metadata(request)
         access = await io.run(sid, lambda: filesystem.Access.open(call), deadline=call.deadline)
-    except rpc.AgentError as exc:
+    except wire.WireError as exc:
         return _from_error(exc)
     try:
         content_type, params = parse_options_header(request.headers.get("content-type", ""))
@@ -319,9 +314,9 @@ async def upload(request: Request, call: rpc.Call, io: iopool.IOPool) -> Respons
         else:
             raw = request.query_params.get("path")
             if not raw:
-                raise rpc.InvalidArgument("the path query parameter is required for a raw upload")
+                raise wire.InvalidArgument("the path query parameter is required for a raw upload")
             entries = [await _upload_raw(request, call, io, access, raw, metadata)]
-    except rpc.AgentError as exc:
+    except wire.WireError as exc:
         return _from_error(exc)
     except ValueError as exc:  # python-multipart's parse errors
         return error_response(400, f"malformed multipart body: {exc}")
@@ -361,14 +356,14 @@ async def _upload_multipart(
     metadata: dict[str, str],
 ) -> list[dict[str, Any]]:
     if not boundary:
-        raise rpc.InvalidArgument("multipart/form-data needs a boundary")
+        raise wire.InvalidArgument("multipart/form-data needs a boundary")
     query_path = request.query_params.get("path")
     entries: list[dict[str, Any]] = []
     state: dict[str, Any] = {"writer": None, "field": b"", "value": b"", "headers": {}}
 
     def on_part_begin() -> None:
         if len(entries) >= MAX_PARTS:
-            raise rpc.InvalidArgument(f"at most {MAX_PARTS} files per request")
+            raise wire.InvalidArgument(f"at most {MAX_PARTS} files per request")
         state["headers"] = {}
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -386,7 +381,7 @@ async def _upload_multipart(
         filename = params.get(b"filename")
         target = query_path or (filename.decode("utf-8", "surrogateescape") if filename else "")
         if not target:
-            raise rpc.InvalidArgument("a file part needs a filename (its destination path) or ?path=")
+            raise wire.InvalidArgument("a file part needs a filename (its destination path) or ?path=")
         state["writer"] = _Writer(access, target, metadata)
 
     def on_part_data(data: bytes, start: int, end: int) -> None:

@@ -40,6 +40,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from sandlot._wire import errors as wire
 from sandlot.agent import credentials, inotify, iopool, rootfs, rpc
 
 __all__ = ["KEEPALIVE", "Access", "FilesystemService", "entry_info", "fs_errors", "in_pool"]
@@ -72,37 +73,36 @@ _WATCH_MASK = (
 )
 
 
+# OS errors on a path, tried in order: the agent's error and its message (E2B-like).
+_OS_ERRORS: tuple[tuple[type[OSError], type[wire.WireError], str], ...] = (
+    (FileNotFoundError, wire.NotFound, "path '{path}' does not exist"),
+    (FileExistsError, wire.AlreadyExists, "path '{path}' already exists"),
+    (NotADirectoryError, wire.InvalidArgument, "path '{path}' is not a directory"),
+    (IsADirectoryError, wire.InvalidArgument, "path '{path}' is a directory"),
+    (PermissionError, wire.PermissionDenied, "permission denied on '{path}'"),
+)
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_INVALID = (errno.ELOOP, errno.EXDEV, errno.ENAMETOOLONG, errno.EINVAL, errno.ENOTEMPTY)
+
+
 @contextlib.contextmanager
 def fs_errors(path: str) -> Iterator[None]:
     """Translate OS errors on ``path`` into the agent's, with E2B-like messages."""
     try:
         yield
     except rootfs.UnknownUser as exc:
-        raise rpc.InvalidArgument(str(exc)) from exc
+        raise wire.InvalidArgument(str(exc)) from exc
     except rootfs.NotARegularFile as exc:
-        raise rpc.InvalidArgument(f"path '{path}' {exc.strerror}: only regular files can be read or written") from exc
-    except FileNotFoundError as exc:
-        raise rpc.NotFound(f"path '{path}' does not exist") from exc
-    except FileExistsError as exc:
-        raise rpc.AlreadyExists(f"path '{path}' already exists") from exc
-    except NotADirectoryError as exc:
-        raise rpc.InvalidArgument(f"path '{path}' is not a directory") from exc
-    except IsADirectoryError as exc:
-        raise rpc.InvalidArgument(f"path '{path}' is a directory") from exc
-    except PermissionError as exc:
-        raise rpc.PermissionDenied(f"permission denied on '{path}'") from exc
+        raise wire.InvalidArgument(f"path '{path}' {exc.strerror}: only regular files can be read or written") from exc
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise rpc.ResourceExhausted(f"not enough disk space to write '{path}'") from exc
-        if exc.errno in (
-            errno.ELOOP,
-            errno.EXDEV,
-            errno.ENAMETOOLONG,
-            errno.EINVAL,
-            errno.ENOTEMPTY,
-        ):
-            raise rpc.InvalidArgument(f"'{path}': {exc.strerror}") from exc
-        raise rpc.Internal(f"'{path}': {exc.strerror}") from exc
+        for kind, error, text in _OS_ERRORS:
+            if isinstance(exc, kind):
+                raise error(text.format(path=path)) from exc
+        if exc.errno in _NO_SPACE:
+            raise wire.NoSpace(f"not enough disk space to write '{path}'") from exc
+        if exc.errno in _INVALID:
+            raise wire.InvalidArgument(f"'{path}': {exc.strerror}") from exc
+        raise wire.Internal(f"'{path}': {exc.strerror}") from exc
 
 
 def _rfc3339(seconds: float) -> str:
@@ -186,7 +186,7 @@ class Access:
         try:
             root = rootfs.RootFS(call.target.filesystem)
         except OSError as exc:
-            raise rpc.Unavailable(f"The sandbox was not found (its root is gone: {exc.strerror})") from exc
+            raise wire.Unavailable(f"The sandbox was not found (its root is gone: {exc.strerror})") from exc
         try:
             with fs_errors(call.user):
                 user = root.user(call.user)
@@ -210,11 +210,11 @@ class Access:
     def path(self, raw: str | None, field: str = "path") -> str:
         """The sandbox-absolute form of a client path (relative ones are in the user's home)."""
         if raw is None or raw == "":
-            raise rpc.InvalidArgument(f"{field} must not be empty")
+            raise wire.InvalidArgument(f"{field} must not be empty")
         try:
             return self.root.absolute(raw, self.user.home)
         except ValueError as exc:
-            raise rpc.InvalidArgument(str(exc)) from None
+            raise wire.InvalidArgument(str(exc)) from None
 
     def close(self) -> None:
         self.root.close()
@@ -252,7 +252,7 @@ class _Quota:
     def take_watch(self) -> None:
         with self._lock:
             if self.watches >= MAX_WATCHES:
-                raise rpc.ResourceExhausted(
+                raise wire.ResourceExhausted(
                     f"a sandbox's watchers may watch at most {MAX_WATCHES} directories: watch fewer or not recursively"
                 )
             self.watches += 1
@@ -298,7 +298,7 @@ class FilesystemService:
                     pass
                 else:
                     kind = "directory" if stats.S_ISDIR(st.st_mode) else "file"
-                    raise rpc.AlreadyExists(f"{kind} '{path}' already exists")
+                    raise wire.AlreadyExists(f"{kind} '{path}' already exists")
                 root.make_dirs(path, exist_ok=False)
                 return {"entry": entry_info(root, path)}
 
@@ -315,7 +315,7 @@ class FilesystemService:
             dest = access.path(raw_dest, "destination")
             root = access.root
             if source == "/" or dest == "/":
-                raise rpc.InvalidArgument("the root directory cannot be moved or replaced")
+                raise wire.InvalidArgument("the root directory cannot be moved or replaced")
             with fs_errors(source):
                 root.lstat(source)
             with fs_errors(dest):
@@ -356,7 +356,7 @@ class FilesystemService:
         def run(access: Access) -> dict[str, Any]:
             path = access.path(raw)
             if path == "/":
-                raise rpc.InvalidArgument("the root directory cannot be removed")
+                raise wire.InvalidArgument("the root directory cannot be removed")
             with fs_errors(path):
                 pfd, name = access.root.parent(path)
                 try:
@@ -385,11 +385,11 @@ class FilesystemService:
         sid = call.target.sandbox_id
         quota = self._quotas.get(sid) or _Quota()
         if quota.watchers >= MAX_WATCHERS:
-            raise rpc.ResourceExhausted(f"a sandbox may have at most {MAX_WATCHERS} watchers: remove one first")
+            raise wire.ResourceExhausted(f"a sandbox may have at most {MAX_WATCHERS} watchers: remove one first")
         try:
             watcher = _Watcher(quota, recursive, include_entry, sink)
         except OSError as exc:
-            raise rpc.ResourceExhausted(f"the host cannot make another watcher now: {exc.strerror}") from exc
+            raise wire.ResourceExhausted(f"the host cannot make another watcher now: {exc.strerror}") from exc
         self._quotas[sid] = quota
         quota.watchers += 1
 
@@ -448,7 +448,7 @@ class FilesystemService:
         key = (call.target.sandbox_id, rpc.get_str(message, "watcherId") or "")
         watcher = self._watchers.get(key)
         if watcher is None:
-            raise rpc.NotFound(f"watcher {key[1]!r} not found")
+            raise wire.NotFound(f"watcher {key[1]!r} not found")
         return key, watcher
 
     async def get_watcher_events(self, call: rpc.Call, message: dict[str, Any]) -> dict[str, Any]:
@@ -482,7 +482,7 @@ def _walk(root: rootfs.RootFS, fd: int, path: str, depth: int, out: list[dict[st
         children = sorted(it, key=lambda e: e.name)
     for child in children:
         if len(out) >= MAX_ENTRIES:
-            raise rpc.ResourceExhausted(f"the listing is over {MAX_ENTRIES} entries: ask for a smaller depth")
+            raise wire.ResourceExhausted(f"the listing is over {MAX_ENTRIES} entries: ask for a smaller depth")
         child_path = posixpath.join(path, child.name)
         try:
             st = child.stat(follow_symlinks=False)
@@ -584,7 +584,7 @@ class _Watcher:
                 self._raw.clear()
                 try:
                     out = await in_pool(self._io, self._call, lambda access: self._messages(access, batch))
-                except rpc.AgentError:
+                except wire.WireError:
                     continue  # the sandbox is gone or its files hang: these events are lost
                 for message in out:
                     if not self._closed:
@@ -636,14 +636,14 @@ class _Watcher:
     def _emit(self, root: rootfs.RootFS, name: str, kind: str, out: list[dict[str, Any]]) -> None:
         message: dict[str, Any] = {"name": name, "type": kind}
         if self.include_entry and kind not in ("EVENT_TYPE_REMOVE", "EVENT_TYPE_RENAME"):
-            with contextlib.suppress(OSError, rpc.AgentError):
+            with contextlib.suppress(OSError, wire.WireError):
                 message["entry"] = entry_info(root, posixpath.join(self.path, name))
         out.append(message)
 
     def _add_new(self, root: rootfs.RootFS, rel: str, out: list[dict[str, Any]]) -> None:
         """Watch a directory that just appeared, and report what was made in it before its
         watch existed (``mkdir d && touch d/f`` can be faster than the event loop)."""
-        with contextlib.suppress(OSError, rpc.AgentError):
+        with contextlib.suppress(OSError, wire.WireError):
             fd = root.open(posixpath.join(self.path, rel), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
                 self.add(fd, rel)

@@ -10,7 +10,7 @@ take the threads that everyone else's requests need. Here:
   when the thread is done, not when the caller stops waiting, so a sandbox whose calls hang
   holds its own slots and nobody else's;
 * each call has a deadline (`TIMEOUT` unless the caller's is sooner): the caller gets
-  `rpc.DeadlineExceeded` then, whatever the thread still does;
+  `wire.DeadlineExceeded` then, whatever the thread still does;
 * the threads are daemon threads that nobody joins, so a stuck one never keeps the server
   from exiting (asyncio's executors join theirs at exit, forever if need be).
 """
@@ -25,7 +25,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from sandlot.agent import credentials, rpc
+from sandlot._wire import errors as wire
+from sandlot.agent import credentials
 
 __all__ = ["MAX_WORKERS", "PER_SANDBOX", "TIMEOUT", "IOPool"]
 
@@ -63,7 +64,7 @@ class IOPool:
         """``fn()`` in a pool thread, counted against sandbox ``key``; its result or exception.
 
         Raises:
-            rpc.DeadlineExceeded: no slot or no result before the deadline.
+            wire.DeadlineExceeded: no slot or no result before the deadline.
         """
         loop = asyncio.get_running_loop()
         limit = loop.time() + self.timeout
@@ -78,7 +79,7 @@ class IOPool:
         except BaseException as exc:
             self._done(key)
             if isinstance(exc, TimeoutError):
-                raise rpc.DeadlineExceeded(
+                raise wire.DeadlineExceeded(
                     f"the sandbox already has {self.per_sandbox} file operations running that do not finish"
                 ) from None
             raise
@@ -94,7 +95,7 @@ class IOPool:
                 return await asyncio.shield(future)
         except TimeoutError:
             future.add_done_callback(_forget)
-            raise rpc.DeadlineExceeded("the file operation did not finish in time") from None
+            raise wire.DeadlineExceeded("the file operation did not finish in time") from None
 
     def _done(self, key: str) -> None:
         self._held[key] -= 1

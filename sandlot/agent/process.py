@@ -27,6 +27,7 @@ import signal as signals
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+from sandlot._wire import errors as wire
 from sandlot.agent import rpc
 from sandlot.runtime import base, errors, models
 
@@ -43,15 +44,15 @@ def driver_errors() -> Iterator[None]:
     try:
         yield
     except errors.ProcessNotFound as exc:
-        raise rpc.NotFound(f"process with pid {exc.pid} not found") from exc
+        raise wire.NotFound(f"process with pid {exc.pid} not found") from exc
     except errors.ProcessStartError as exc:
-        raise rpc.InvalidArgument(f"failed to start the process: {exc}") from exc
+        raise wire.InvalidArgument(f"failed to start the process: {exc}") from exc
     except (errors.SandboxNotFound, errors.SandboxStateError) as exc:
-        raise rpc.Unavailable(f"The sandbox was not found ({exc})") from exc
+        raise wire.Unavailable(f"The sandbox was not found ({exc})") from exc
     except errors.StreamClosed as exc:
-        raise rpc.Unavailable(str(exc)) from exc
+        raise wire.Unavailable(str(exc)) from exc
     except errors.RuntimeDriverError as exc:
-        raise rpc.Unavailable(f"the sandbox is not answering: {exc}") from exc
+        raise wire.Unavailable(f"the sandbox is not answering: {exc}") from exc
 
 
 def _b64(data: bytes) -> str:
@@ -79,7 +80,7 @@ def _pty_size(message: dict[str, Any] | None) -> models.PtySize | None:
             cols=rpc.get_int(size, "cols", high=65535) or 80,
         )
     except ValueError as exc:
-        raise rpc.InvalidArgument(str(exc)) from None
+        raise wire.InvalidArgument(str(exc)) from None
 
 
 class ProcessService:
@@ -95,10 +96,10 @@ class ProcessService:
         config = rpc.get_message(message, "process") or {}
         cmd = rpc.get_str(config, "cmd")
         if not cmd:
-            raise rpc.InvalidArgument("process.cmd must name a program")
+            raise wire.InvalidArgument("process.cmd must name a program")
         envs = rpc.get_str_map(config, "envs")
         if any(not key or "=" in key for key in envs):
-            raise rpc.InvalidArgument("process.envs: names must be non-empty and contain no '='")
+            raise wire.InvalidArgument("process.envs: names must be non-empty and contain no '='")
         pty = _pty_size(rpc.get_message(message, "pty"))
         stdin = rpc.get_bool(message, "stdin")
         try:
@@ -112,7 +113,7 @@ class ProcessService:
                 tag=rpc.get_str(message, "tag") or "",
             )
         except ValueError as exc:
-            raise rpc.InvalidArgument(str(exc)) from None
+            raise wire.InvalidArgument(str(exc)) from None
         with driver_errors():
             proc = await call.target.driver.start(sandbox_id=call.target.sandbox_id, process=spec)
         key = (call.target.sandbox_id, proc.pid)
@@ -195,7 +196,7 @@ class ProcessService:
         first = await anext(messages, None)
         start = rpc.get_message(first or {}, "start")
         if start is None:
-            raise rpc.InvalidArgument("the first StreamInput message must be a start event")
+            raise wire.InvalidArgument("the first StreamInput message must be a start event")
         pid, _ = await self._select(call, rpc.get_message(start, "process"), need_info=False)
         proc = self._live.get((call.target.sandbox_id, pid))
         owned = None
@@ -228,7 +229,7 @@ class ProcessService:
         elif isinstance(raw, (int, str)) and not isinstance(raw, bool) and str(raw).isdigit() and int(raw) in (9, 15):
             signum = int(raw)
         else:
-            raise rpc.InvalidArgument(f"signal must be SIGNAL_SIGKILL or SIGNAL_SIGTERM, got {raw!r}")
+            raise wire.InvalidArgument(f"signal must be SIGNAL_SIGKILL or SIGNAL_SIGTERM, got {raw!r}")
         await self._on_process(call, pid, lambda proc: proc.signal(signum))
         return {}
 
@@ -246,11 +247,11 @@ class ProcessService:
     ) -> tuple[int, models.ProcessInfo | None]:
         """The pid a ProcessSelector names (and what the runtime says of it, when needed)."""
         if selector is None:
-            raise rpc.InvalidArgument("process must name a pid or a tag")
+            raise wire.InvalidArgument("process must name a pid or a tag")
         pid = rpc.get_int(selector, "pid")
         tag = rpc.get_str(selector, "tag")
         if pid is None and not tag:
-            raise rpc.InvalidArgument("process must name a pid or a tag")
+            raise wire.InvalidArgument("process must name a pid or a tag")
         if pid is not None and not need_info:
             return pid, None
         with driver_errors():
@@ -258,7 +259,7 @@ class ProcessService:
         for info in infos:
             if (pid is not None and info.pid == pid) or (pid is None and info.tag == tag):
                 return info.pid, info
-        raise rpc.NotFound(
+        raise wire.NotFound(
             f"process with pid {pid} not found" if pid is not None else f"process with tag {tag!r} not found"
         )
 
@@ -270,7 +271,7 @@ class ProcessService:
                 with driver_errors():
                     await action(proc)
                 return
-            except rpc.Unavailable:
+            except wire.Unavailable:
                 pass  # that stream's handle just closed: attach instead
         with driver_errors():
             proc = await call.target.driver.attach(sandbox_id=call.target.sandbox_id, pid=pid)
@@ -283,10 +284,10 @@ class ProcessService:
 
 def _input(message: dict[str, Any] | None) -> bytes:
     if message is None:
-        raise rpc.InvalidArgument("input must carry stdin or pty bytes")
+        raise wire.InvalidArgument("input must carry stdin or pty bytes")
     data = rpc.get_bytes(message, "stdin")
     if data is None:
         data = rpc.get_bytes(message, "pty")
     if data is None:
-        raise rpc.InvalidArgument("input must carry stdin or pty bytes")
+        raise wire.InvalidArgument("input must carry stdin or pty bytes")
     return data

@@ -1,21 +1,11 @@
-"""What an agent service receives with each call, and the errors it answers with.
+"""What an agent service receives with each call, and the readers of its proto3 JSON message.
 
 The services (`sandlot.agent.process`, `sandlot.agent.filesystem`) know nothing of HTTP: they
 take a `Call` and a decoded JSON message (proto3 JSON, a ``dict``) and return or yield
-messages. They raise the errors below; the transport (`sandlot.api.connect`) turns each into
-its Connect code through one table, so the services never name a wire code.
-
-* AgentError
-  + InvalidArgument       a malformed message, a path that is not a directory...
-  + NotFound              no such file, process or watcher
-  + AlreadyExists
-  + PermissionDenied
-  + FailedPrecondition
-  + ResourceExhausted     too large, too many, disk full
-  + DeadlineExceeded
-  + Unavailable           the sandbox stopped answering
-  + Unimplemented
-  + Internal
+messages. They raise the errors of `sandlot._wire.errors`; the transports
+(`sandlot.api.connect`, `sandlot.agent.files`) answer each with its row of the one table
+(`sandlot._wire.codes`), so the services never name a wire code or status. The readers below
+raise `InvalidArgument` naming the field that has the wrong shape.
 """
 
 from __future__ import annotations
@@ -23,24 +13,14 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sandlot._wire.errors import InvalidArgument
 from sandlot.runtime import target as targets
 
 __all__ = [
-    "AgentError",
-    "AlreadyExists",
     "Call",
-    "DeadlineExceeded",
-    "FailedPrecondition",
-    "Internal",
-    "InvalidArgument",
-    "NotFound",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "Unavailable",
-    "Unimplemented",
     "get_bool",
     "get_bytes",
     "get_int",
@@ -49,50 +29,6 @@ __all__ = [
     "get_str_list",
     "get_str_map",
 ]
-
-
-class AgentError(Exception):
-    """Root of the errors an agent service answers a call with."""
-
-
-class InvalidArgument(AgentError):
-    pass
-
-
-class NotFound(AgentError):
-    pass
-
-
-class AlreadyExists(AgentError):
-    pass
-
-
-class PermissionDenied(AgentError):
-    pass
-
-
-class FailedPrecondition(AgentError):
-    pass
-
-
-class ResourceExhausted(AgentError):
-    pass
-
-
-class DeadlineExceeded(AgentError):
-    pass
-
-
-class Unavailable(AgentError):
-    pass
-
-
-class Unimplemented(AgentError):
-    pass
-
-
-class Internal(AgentError):
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,39 +55,41 @@ def _raw(message: Mapping[str, Any], name: str) -> Any:
     return message.get(snake)
 
 
-def get_message(message: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+def _typed(message: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """The field ``name``, None if unset, or InvalidArgument saying it must be ``what``."""
     value = _raw(message, name)
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise InvalidArgument(f"{name} must be an object")
+    # isinstance(True, int) holds, but JSON's true is no number: only get_bool takes a bool.
+    if value is not None and (isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind)):
+        raise InvalidArgument(f"{name} must be {what}")
+    return value
+
+
+def _no_nul(name: str, texts: Iterable[str]) -> None:
+    if any("\0" in text for text in texts):
+        raise InvalidArgument(f"{name} must not contain NUL characters")
+
+
+def get_message(message: Mapping[str, Any], name: str) -> dict[str, Any] | None:
+    value: dict[str, Any] | None = _typed(message, name, dict, "an object")
     return value
 
 
 def get_str(message: Mapping[str, Any], name: str) -> str | None:
-    value = _raw(message, name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{name} must be a string")
-    if "\0" in value:
-        raise InvalidArgument(f"{name} must not contain NUL characters")
+    value: str | None = _typed(message, name, str, "a string")
+    if value is not None:
+        _no_nul(name, [value])
     return value
 
 
 def get_bool(message: Mapping[str, Any], name: str) -> bool | None:
-    value = _raw(message, name)
-    if value is None or isinstance(value, bool):
-        return value
-    raise InvalidArgument(f"{name} must be true or false")
+    value: bool | None = _typed(message, name, bool, "true or false")
+    return value
 
 
 def get_int(message: Mapping[str, Any], name: str, *, low: int = 0, high: int = 2**32 - 1) -> int | None:
-    value = _raw(message, name)
+    value = _typed(message, name, (int, str), "an integer")
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
-        raise InvalidArgument(f"{name} must be an integer")
     try:
         number = int(value)
     except ValueError:
@@ -162,11 +100,9 @@ def get_int(message: Mapping[str, Any], name: str, *, low: int = 0, high: int = 
 
 
 def get_bytes(message: Mapping[str, Any], name: str) -> bytes | None:
-    value = _raw(message, name)
+    value = _typed(message, name, str, "base64 text")
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise InvalidArgument(f"{name} must be base64 text")
     try:
         if "-" in value or "_" in value:
             return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
@@ -176,23 +112,16 @@ def get_bytes(message: Mapping[str, Any], name: str) -> bytes | None:
 
 
 def get_str_map(message: Mapping[str, Any], name: str) -> dict[str, str]:
-    value = _raw(message, name)
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+    value = _typed(message, name, dict, "an object of strings") or {}
+    if not all(isinstance(v, str) for v in value.values()):
         raise InvalidArgument(f"{name} must be an object of strings")
-    for key, item in value.items():
-        if "\0" in key or "\0" in item:
-            raise InvalidArgument(f"{name} must not contain NUL characters")
+    _no_nul(name, [*value, *value.values()])
     return dict(value)
 
 
 def get_str_list(message: Mapping[str, Any], name: str) -> list[str]:
-    value = _raw(message, name)
-    if value is None:
-        return []
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    value = _typed(message, name, list, "a list of strings") or []
+    if not all(isinstance(v, str) for v in value):
         raise InvalidArgument(f"{name} must be a list of strings")
-    if any("\0" in v for v in value):
-        raise InvalidArgument(f"{name} must not contain NUL characters")
+    _no_nul(name, value)
     return list(value)

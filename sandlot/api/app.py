@@ -23,12 +23,13 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from sandlot._wire import codes
 from sandlot.api import auth, control, errors, execute
 from sandlot.config import Settings
-from sandlot.runner import service as runner_service
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import pools
 from sandlot.lifecycle import timers as lifecycle_timers
+from sandlot.runner import service as runner_service
 from sandlot.runtime import base, drivers, target
 from sandlot.store import db
 
@@ -246,7 +247,7 @@ class _NoSandboxPlane:
                 token.decode(errors="replace") if token is not None else None,
             )
         except target.SandboxGone:
-            await _send_error(send, 502, "The sandbox was not found")
+            await _send_error(send, codes.GONE.status, codes.GONE_MESSAGE)
             return
         except target.TokenRejected:
             await _send_error(
@@ -261,7 +262,7 @@ class _NoSandboxPlane:
 async def _send_error(send: Send, status: int, message: str) -> None:
     import json
 
-    body = json.dumps({"code": status, "message": message}).encode()
+    body = json.dumps(codes.error_body(status, message)).encode()
     await send(
         {
             "type": "http.response.start",

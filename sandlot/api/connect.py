@@ -12,11 +12,12 @@ by the app from the scope: who calls, on which sandbox) and the decoded request 
 * server stream: ``def handler(ctx, message) -> AsyncIterator[dict]``
 * client stream: ``async def handler(ctx, messages: AsyncIterator[dict]) -> dict``
 
-Framing of streams (both directions): ``u8 flags`` (0 message, 1 compressed, 2 end of stream),
-``u32`` big-endian length, payload. The server ends every stream with one end-of-stream
-envelope, ``{}`` or ``{"error": {"code": ..., "message": ...}}``, so a client always learns how
-a stream ended. Agent errors become Connect codes through `CODES`, the one table of this
-mapping; a unary error's HTTP status comes from the same table.
+The framing (envelopes, content types) is `sandlot._wire.framing`, shared with the SDK. The
+server ends every stream with one end-of-stream envelope, ``{}`` or ``{"error": {"code": ...,
+"message": ...}}``, so a client always learns how a stream ended. A handler fails by raising a
+`sandlot._wire.errors.WireError`: its code goes in the body, and a unary error's HTTP status is
+Connect's status of that code (`sandlot._wire.codes.STATUS`, the one table); anything else is
+``internal`` and logged.
 
 Limits: a unary body or a stream envelope above `MAX_MESSAGE` is refused with
 ``resource_exhausted`` (HTTP 413); a body that is not JSON, or a stream that does not hold
@@ -27,29 +28,23 @@ makes a 500.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
-import json
 import logging
-import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
-from sandlot.agent import rpc
+from sandlot._wire import errors, framing
 
 __all__ = [
-    "CODES",
     "MAX_MESSAGE",
-    "Code",
-    "ConnectError",
     "Endpoint",
     "Kind",
-    "code_of",
     "endpoint",
-    "error_for",
 ]
 
 logger = logging.getLogger("sandlot.api.connect")
@@ -59,99 +54,12 @@ MAX_MESSAGE = 16 * 1024 * 1024
 MAX_TIMEOUT_MS = 10**10 - 1
 """Connect allows at most 10 digits in ``connect-timeout-ms``."""
 
-JSON = "application/json"
-STREAM_JSON = "application/connect+json"
-
-END_STREAM = 0x02
-COMPRESSED = 0x01
-
-
-class Code(str, enum.Enum):
-    CANCELED = "canceled"
-    UNKNOWN = "unknown"
-    INVALID_ARGUMENT = "invalid_argument"
-    DEADLINE_EXCEEDED = "deadline_exceeded"
-    NOT_FOUND = "not_found"
-    ALREADY_EXISTS = "already_exists"
-    PERMISSION_DENIED = "permission_denied"
-    RESOURCE_EXHAUSTED = "resource_exhausted"
-    FAILED_PRECONDITION = "failed_precondition"
-    ABORTED = "aborted"
-    OUT_OF_RANGE = "out_of_range"
-    UNIMPLEMENTED = "unimplemented"
-    INTERNAL = "internal"
-    UNAVAILABLE = "unavailable"
-    DATA_LOSS = "data_loss"
-    UNAUTHENTICATED = "unauthenticated"
-
-
-# The one table: Connect code, the HTTP status of a unary error, the agent error it stands for.
-CODES: tuple[tuple[Code, int, type[Exception] | None], ...] = (
-    (Code.CANCELED, 499, None),
-    (Code.UNKNOWN, 500, None),
-    (Code.INVALID_ARGUMENT, 400, rpc.InvalidArgument),
-    (Code.DEADLINE_EXCEEDED, 504, rpc.DeadlineExceeded),
-    (Code.NOT_FOUND, 404, rpc.NotFound),
-    (Code.ALREADY_EXISTS, 409, rpc.AlreadyExists),
-    (Code.PERMISSION_DENIED, 403, rpc.PermissionDenied),
-    (Code.RESOURCE_EXHAUSTED, 429, rpc.ResourceExhausted),
-    (Code.FAILED_PRECONDITION, 400, rpc.FailedPrecondition),
-    (Code.ABORTED, 409, None),
-    (Code.OUT_OF_RANGE, 400, None),
-    (Code.UNIMPLEMENTED, 501, rpc.Unimplemented),
-    (Code.INTERNAL, 500, rpc.Internal),
-    (Code.UNAVAILABLE, 503, rpc.Unavailable),
-    (Code.DATA_LOSS, 500, None),
-    (Code.UNAUTHENTICATED, 401, None),
-)
-_STATUS = {code: status for code, status, _ in CODES}
-_BY_EXCEPTION = {exc: code for code, _, exc in CODES if exc is not None}
-_BY_CODE = {code: exc for code, _, exc in CODES if exc is not None}
-
-
-class ConnectError(Exception):
-    """An error of the transport itself (bad framing, wrong content type, too large)."""
-
-    def __init__(self, code: Code, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status if status is not None else _STATUS[code]
-
-
-def code_of(exc: BaseException) -> Code:
-    """The Connect code an exception is answered with (internal for anything unexpected)."""
-    if isinstance(exc, ConnectError):
-        return exc.code
-    for cls in type(exc).__mro__:
-        if cls in _BY_EXCEPTION:
-            return _BY_EXCEPTION[cls]
-    return Code.INTERNAL
-
-
-def error_for(code: Code | str, message: str) -> Exception:
-    """The exception a Connect error stands for (the other direction of `CODES`)."""
-    cls = _BY_CODE.get(Code(code), rpc.AgentError)
-    return cls(message)
-
 
 def _error_body(exc: BaseException) -> dict[str, str]:
-    code = code_of(exc)
-    if code is Code.INTERNAL and not isinstance(exc, (rpc.AgentError, ConnectError)):
+    if not isinstance(exc, errors.WireError):
         logger.error("connect.handler.failed", exc_info=exc)
-        return {"code": code.value, "message": f"internal error: {type(exc).__name__}"}
-    return {"code": code.value, "message": str(exc)}
-
-
-def _dumps(message: Any) -> bytes:
-    # A file name that is not UTF-8 reaches us from os.fsdecode with lone surrogates; written
-    # out as JSON ``\udcXX`` escapes, it comes back to us as the same name.
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "backslashreplace")
-
-
-def envelope(message: Any, flags: int = 0) -> bytes:
-    payload = _dumps(message)
-    return struct.pack(">BI", flags, len(payload)) + payload
+        return {"code": errors.Internal.fault.code.value, "message": f"internal error: {type(exc).__name__}"}
+    return {"code": exc.code.value, "message": str(exc)}
 
 
 class Kind(enum.Enum):
@@ -198,9 +106,15 @@ class Endpoint:
         headers = Headers(scope=scope)
         try:
             if scope["method"] != "POST":
-                raise ConnectError(Code.UNIMPLEMENTED, "Connect procedures are called with POST", status=405)
+                raise errors.Unimplemented("Connect procedures are called with POST", status=405)
             deadline = _deadline(headers)
             ctx = self.context(scope, deadline)
+            if self.kind is Kind.UNARY:
+                _check_content_type(headers, framing.JSON)
+                _check_encoding(headers, "content-encoding")
+            else:
+                _check_content_type(headers, framing.STREAM_JSON)
+                _check_encoding(headers, "connect-content-encoding")
         except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
             await _send_json_error(send, exc)
             return
@@ -209,7 +123,7 @@ class Endpoint:
         elif self.kind is Kind.SERVER_STREAM:
             await _server_stream(self.handler, ctx, deadline, headers, receive, send, self.keepalive)
         else:
-            await _client_stream(self.handler, ctx, deadline, headers, receive, send)
+            await _client_stream(self.handler, ctx, deadline, receive, send)
 
 
 def _deadline(headers: Headers) -> float | None:
@@ -217,10 +131,7 @@ def _deadline(headers: Headers) -> float | None:
     if raw is None:
         return None
     if not raw.isdigit() or len(raw) > 10:
-        raise ConnectError(
-            Code.INVALID_ARGUMENT,
-            f"connect-timeout-ms must be at most 10 digits, got {raw!r}",
-        )
+        raise errors.InvalidArgument(f"connect-timeout-ms must be at most 10 digits, got {raw!r}")
     return asyncio.get_running_loop().time() + int(raw) / 1000
 
 
@@ -233,28 +144,23 @@ def _remaining(deadline: float | None) -> float | None:
 def _check_content_type(headers: Headers, expected: str) -> None:
     value = headers.get("content-type", "")
     if value.split(";")[0].strip().lower() != expected:
-        raise ConnectError(
-            Code.INVALID_ARGUMENT,
-            f"content-type must be {expected}, got {value or 'none'!r}",
-            status=415,
-        )
+        raise errors.InvalidArgument(f"content-type must be {expected}, got {value or 'none'!r}", status=415)
 
 
 def _check_encoding(headers: Headers, name: str) -> None:
     value = headers.get(name, "identity").strip().lower()
     if value not in ("", "identity"):
-        raise ConnectError(Code.UNIMPLEMENTED, f"{name} {value!r} is not supported: send identity")
+        raise errors.Unimplemented(f"{name} {value!r} is not supported: send identity")
 
 
-async def _send_json_error(send: Send, exc: BaseException) -> None:
-    status = exc.status if isinstance(exc, ConnectError) else _STATUS[code_of(exc)]
-    body = _dumps(_error_body(exc))
+async def _send_json(send: Send, status: int, message: Any) -> None:
+    body = framing.encode_message(message)
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", JSON.encode()),
+                (b"content-type", framing.JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }
@@ -262,33 +168,24 @@ async def _send_json_error(send: Send, exc: BaseException) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def _decode(payload: bytes) -> dict[str, Any]:
-    if not payload.strip():
-        return {}
-    try:
-        message = json.loads(payload)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ConnectError(Code.INVALID_ARGUMENT, f"the message is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise ConnectError(Code.INVALID_ARGUMENT, "the message nests too deeply") from None
-    if not isinstance(message, dict):
-        raise ConnectError(Code.INVALID_ARGUMENT, "the message must be a JSON object")
-    return message
+async def _send_json_error(send: Send, exc: BaseException) -> None:
+    status = exc.connect_status if isinstance(exc, errors.WireError) else errors.Internal.fault.status
+    await _send_json(send, status, _error_body(exc))
 
 
 async def _read_body(headers: Headers, receive: Receive) -> bytes:
     length = headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > MAX_MESSAGE:
-        raise ConnectError(Code.RESOURCE_EXHAUSTED, _too_large(int(length)), status=413)
+        raise errors.ResourceExhausted(_too_large(int(length)), status=413)
     chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ConnectError(Code.CANCELED, "the client went away")
+            raise _went_away()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > MAX_MESSAGE:
-            raise ConnectError(Code.RESOURCE_EXHAUSTED, _too_large(size), status=413)
+            raise errors.ResourceExhausted(_too_large(size), status=413)
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -298,46 +195,42 @@ def _too_large(size: int) -> str:
     return f"the request of {size} bytes is over the limit of {MAX_MESSAGE} bytes"
 
 
+class _RequestDecoder(framing.Decoder):
+    """A client sends plain message envelopes only: the header alone refuses anything else."""
+
+    def check_header(self, flags: int, length: int) -> None:
+        super().check_header(flags, length)
+        if flags & framing.FLAG_COMPRESSED:
+            raise errors.Unimplemented("compressed envelopes are not supported")
+        if flags:
+            raise errors.InvalidArgument(f"unexpected envelope flags {flags:#04x} from a client")
+
+
 class _Envelopes:
     """Splits a request body into envelopes as its chunks arrive."""
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
-        self._buffer = bytearray()
+        self._decoder = _RequestDecoder(MAX_MESSAGE)
+        self._ready: collections.deque[framing.Envelope] = collections.deque()
         self._done = False
-
-    async def _fill(self, n: int) -> bool:
-        while len(self._buffer) < n:
-            if self._done:
-                if self._buffer:
-                    raise ConnectError(Code.INVALID_ARGUMENT, "the request ends inside an envelope")
-                return False
-            message = await self._receive()
-            if message["type"] == "http.disconnect":
-                raise ConnectError(Code.CANCELED, "the client went away")
-            self._buffer += message.get("body", b"")
-            self._done = not message.get("more_body", False)
-        return True
 
     async def next(self) -> dict[str, Any] | None:
         """The next message, or None at the end of the body."""
-        if not await self._fill(5):
-            return None
-        flags, length = struct.unpack(">BI", self._buffer[:5])
-        if length > MAX_MESSAGE:
-            raise ConnectError(Code.RESOURCE_EXHAUSTED, _too_large(length), status=413)
-        if flags & COMPRESSED:
-            raise ConnectError(Code.UNIMPLEMENTED, "compressed envelopes are not supported")
-        if flags:
-            raise ConnectError(
-                Code.INVALID_ARGUMENT,
-                f"unexpected envelope flags {flags:#04x} from a client",
-            )
-        if not await self._fill(5 + length):
-            raise ConnectError(Code.INVALID_ARGUMENT, "the request ends inside an envelope")
-        payload = bytes(self._buffer[5 : 5 + length])
-        del self._buffer[: 5 + length]
-        return _decode(payload)
+        while not self._ready:
+            if self._done:
+                self._decoder.close()
+                return None
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                raise _went_away()
+            self._ready.extend(self._decoder.feed(message.get("body", b"")))
+            self._done = not message.get("more_body", False)
+        return self._ready.popleft().message()
+
+
+def _went_away() -> errors.Canceled:
+    return errors.Canceled("the client went away")
 
 
 async def _unary(
@@ -349,32 +242,19 @@ async def _unary(
     send: Send,
 ) -> None:
     try:
-        _check_content_type(headers, JSON)
-        _check_encoding(headers, "content-encoding")
-        message = _decode(await _read_body(headers, receive))
+        message = framing.decode_message(await _read_body(headers, receive))
         async with asyncio.timeout_at(deadline):
             reply = await handler(ctx, message)
     except TimeoutError:
         await _send_json_error(
             send,
-            rpc.DeadlineExceeded("the call did not finish within connect-timeout-ms"),
+            errors.DeadlineExceeded("the call did not finish within connect-timeout-ms"),
         )
         return
     except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
         await _send_json_error(send, exc)
         return
-    body = _dumps(reply)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", JSON.encode()),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _send_json(send, 200, reply)
 
 
 async def _start_stream(send: Send) -> None:
@@ -382,17 +262,16 @@ async def _start_stream(send: Send) -> None:
         {
             "type": "http.response.start",
             "status": 200,
-            "headers": [(b"content-type", STREAM_JSON.encode())],
+            "headers": [(b"content-type", framing.STREAM_JSON.encode())],
         }
     )
 
 
 async def _end_stream(send: Send, exc: BaseException | None) -> None:
-    end = {} if exc is None else {"error": _error_body(exc)}
     await send(
         {
             "type": "http.response.body",
-            "body": envelope(end, END_STREAM),
+            "body": framing.end_stream(None if exc is None else _error_body(exc)),
             "more_body": False,
         }
     )
@@ -422,20 +301,12 @@ async def _server_stream(
     keepalive: dict[str, Any] | None,
 ) -> None:
     try:
-        _check_content_type(headers, STREAM_JSON)
-        _check_encoding(headers, "connect-content-encoding")
         envelopes = _Envelopes(receive)
         message = await envelopes.next()
         if message is None:
-            raise ConnectError(
-                Code.INVALID_ARGUMENT,
-                "a server-streaming call needs exactly one request message",
-            )
+            raise errors.InvalidArgument("a server-streaming call needs exactly one request message")
         if await envelopes.next() is not None:
-            raise ConnectError(
-                Code.INVALID_ARGUMENT,
-                "a server-streaming call takes exactly one request message",
-            )
+            raise errors.InvalidArgument("a server-streaming call takes exactly one request message")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
         await _send_json_error(send, exc)
         return
@@ -473,14 +344,14 @@ async def _server_stream(
                         await producer
                     await _end_stream(
                         send,
-                        rpc.DeadlineExceeded("the stream reached connect-timeout-ms"),
+                        errors.DeadlineExceeded("the stream reached connect-timeout-ms"),
                     )
                     return
                 if keepalive is not None:
                     await send(
                         {
                             "type": "http.response.body",
-                            "body": envelope(keepalive),
+                            "body": framing.encode_envelope(keepalive),
                             "more_body": True,
                         }
                     )
@@ -490,7 +361,7 @@ async def _server_stream(
                 await send(
                     {
                         "type": "http.response.body",
-                        "body": envelope(item),
+                        "body": framing.encode_envelope(item),
                         "more_body": True,
                     }
                 )
@@ -509,16 +380,9 @@ async def _client_stream(
     handler: Callable[..., Awaitable[dict[str, Any]]],
     ctx: Any,
     deadline: float | None,
-    headers: Headers,
     receive: Receive,
     send: Send,
 ) -> None:
-    try:
-        _check_content_type(headers, STREAM_JSON)
-        _check_encoding(headers, "connect-content-encoding")
-    except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
-        await _send_json_error(send, exc)
-        return
     envelopes = _Envelopes(receive)
 
     async def messages() -> AsyncIterator[dict[str, Any]]:
@@ -531,10 +395,10 @@ async def _client_stream(
         async with asyncio.timeout_at(deadline):
             reply = await handler(ctx, messages())
     except TimeoutError:
-        error = rpc.DeadlineExceeded("the call did not finish within connect-timeout-ms")
+        error = errors.DeadlineExceeded("the call did not finish within connect-timeout-ms")
     except Exception as exc:  # noqa: BLE001 - every failure becomes a Connect error
         error = exc
     await _start_stream(send)
     if reply is not None:
-        await send({"type": "http.response.body", "body": envelope(reply), "more_body": True})
+        await send({"type": "http.response.body", "body": framing.encode_envelope(reply), "more_body": True})
     await _end_stream(send, error)

@@ -40,6 +40,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sandlot._wire import codes
 from sandlot.agent import files, filesystem, process, rpc
 from sandlot.api import connect
 from sandlot.config import AdmissionSettings
@@ -50,7 +51,6 @@ __all__ = ["create_sandbox_app"]
 logger = logging.getLogger("sandlot.api.sandbox")
 
 ENVD_PORT = oci.INIT_PORT
-GONE = "The sandbox was not found"
 _HOST = re.compile(r"^(\d{1,5})-([a-z0-9][a-z0-9-]{0,62})\.")
 _HOP_BY_HOP = frozenset(
     {
@@ -181,7 +181,7 @@ class SandboxPlane:
             token = await self._token(request, sandbox_id, port)
             sandbox = await self.resolver(sandbox_id, token)
         except target.SandboxGone:
-            await _error(scope, receive, send, 502, GONE)
+            await _error(scope, receive, send, codes.GONE.status, codes.GONE_MESSAGE)
             return
         except target.TokenRejected:
             await _error(scope, receive, send, 401, "invalid or missing access token for this sandbox")
@@ -350,4 +350,4 @@ async def _closed_port(scope: Scope, receive: Receive, send: Send, sandbox_id: s
 async def _error(
     scope: Scope, receive: Receive, send: Send, status: int, message: str, headers: dict[str, str] | None = None
 ) -> None:
-    await JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)(scope, receive, send)
+    await JSONResponse(codes.error_body(status, message), status_code=status, headers=headers)(scope, receive, send)

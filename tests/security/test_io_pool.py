@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sandlot.agent import iopool, rpc
+from sandlot._wire import errors as wire
+from sandlot.agent import iopool
 
 
 def test_a_stuck_sandbox_holds_only_its_own_slots() -> None:
@@ -31,9 +32,9 @@ def test_a_stuck_sandbox_holds_only_its_own_slots() -> None:
         started = loop.time()
         assert await pool.run("b", lambda: "b answers") == "b answers"
         assert loop.time() - started < 1.0
-        with pytest.raises(rpc.DeadlineExceeded, match="already has 2 file operations"):
+        with pytest.raises(wire.DeadlineExceeded, match="already has 2 file operations"):
             await pool.run("a", lambda: "never", deadline=loop.time() + 0.3)
-        with pytest.raises(rpc.DeadlineExceeded, match="did not finish"):
+        with pytest.raises(wire.DeadlineExceeded, match="did not finish"):
             await pool.run("b", lambda: time.sleep(1), deadline=loop.time() + 0.2)
         assert pool.busy("a") == 2
         release.set()
@@ -50,13 +51,14 @@ def test_threads_stuck_on_a_fifo_never_keep_the_process_alive(tmp_path: Path) ->
     os.mkfifo(fifo)
     script = f"""
 import asyncio, os
-from sandlot.agent import iopool, rpc
+from sandlot._wire import errors as wire
+from sandlot.agent import iopool
 
 async def main():
     pool = iopool.IOPool(timeout=0.5)
     try:
         await pool.run("a", lambda: os.open({str(fifo)!r}, os.O_RDONLY))
-    except rpc.DeadlineExceeded:
+    except wire.DeadlineExceeded:
         print("deadline", flush=True)
 
 asyncio.run(main())

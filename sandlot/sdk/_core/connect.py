@@ -1,9 +1,11 @@
-"""The Connect protocol (v1, JSON codec) as bytes in and bytes out, without any I/O.
+"""The Connect protocol (v1, JSON codec) as the SDK speaks it, without any I/O.
 
 The sandbox plane speaks Connect: a unary call is a POST of one JSON message answered by one
-JSON message; a streaming call frames every message in an *envelope* — one flag byte, a
-big-endian u32 length, the JSON payload — and ends with an end-of-stream envelope (flag
-``0x02``) whose payload may carry an ``error``. docs/e2b-wire.md §4 is the reference.
+JSON message; a streaming call frames every message in an *envelope* and ends with an
+end-of-stream envelope whose payload may carry an ``error``. The framing itself is
+:mod:`sandlot._wire.framing`, shared with the server; this module adds the client's side
+(headers, reading answers) and turns malformed bytes into :class:`ProtocolError`.
+docs/e2b-wire.md §4 is the reference.
 
 Everything here is a pure function or a small state machine fed with bytes, so the I/O code in
 ``_async`` (and the ``_sync`` code generated from it) only moves bytes, and the tests can feed
@@ -19,12 +21,12 @@ Example:
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
-import struct
 from collections.abc import Iterator
 from typing import Any
 
+from sandlot._wire import codes, framing
+from sandlot._wire import errors as wire
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import errors
 
@@ -44,37 +46,25 @@ __all__ = [
     "unary_headers",
 ]
 
-FLAG_COMPRESSED = 0x01
-FLAG_END_STREAM = 0x02
-STREAM_CONTENT_TYPE = "application/connect+json"
+FLAG_COMPRESSED = framing.FLAG_COMPRESSED
+FLAG_END_STREAM = framing.FLAG_END_STREAM
+STREAM_CONTENT_TYPE = framing.STREAM_JSON
 KEEPALIVE_INTERVAL = 50  # seconds; what the e2b SDK asks for, so proxies never see a silent stream
-_HEADER = struct.Struct(">BI")
 MAX_MESSAGE = 64 * 1024 * 1024  # a bigger length field means a broken stream, not a big message
+encode_message = framing.encode_message
+encode_envelope = framing.encode_envelope
 
 
-def encode_message(message: dict[str, Any]) -> bytes:
-    """Compact JSON, as Connect's JSON codec sends it.
+def _protocol_error(exc: wire.WireError) -> exceptions.ProtocolError:
+    """What the server sent is unreadable: that is the SDK's ProtocolError, not a server error.
 
-    Example:
-        >>> encode_message({"a": 1})
-        b'{"a":1}'
+    (Callers catch `WireError` themselves rather than through a context manager: these are the
+    per-message paths of every stream.)
     """
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+    return exceptions.ProtocolError(str(exc))
 
 
-def encode_envelope(message: dict[str, Any], flags: int = 0) -> bytes:
-    """One enveloped message: flags, length, JSON payload.
-
-    Example:
-        >>> encode_envelope({})
-        b'\\x00\\x00\\x00\\x00\\x02{}'
-    """
-    payload = encode_message(message)
-    return _HEADER.pack(flags, len(payload)) + payload
-
-
-@dataclasses.dataclass(frozen=True)
-class Envelope:
+class Envelope(framing.Envelope):
     """One frame of a Connect stream.
 
     Example:
@@ -82,31 +72,19 @@ class Envelope:
         True
     """
 
-    flags: int
-    payload: bytes
-
-    @property
-    def end_stream(self) -> bool:
-        return bool(self.flags & FLAG_END_STREAM)
-
     def message(self) -> dict[str, Any]:
         """The payload parsed as a JSON object.
 
         Raises:
             ProtocolError: if it is compressed or not a JSON object.
         """
-        if self.flags & FLAG_COMPRESSED:
-            raise exceptions.ProtocolError("the server sent a compressed envelope; none was negotiated")
         try:
-            value = json.loads(self.payload) if self.payload else {}
-        except (ValueError, RecursionError) as exc:
-            raise exceptions.ProtocolError(f"invalid JSON in a stream envelope: {exc}") from exc
-        if not isinstance(value, dict):
-            raise exceptions.ProtocolError("a stream envelope does not hold a JSON object")
-        return value
+            return super().message()
+        except wire.WireError as exc:
+            raise _protocol_error(exc) from exc
 
 
-class EnvelopeDecoder:
+class EnvelopeDecoder(framing.Decoder):
     """Cuts a byte stream into envelopes, whatever the chunk boundaries.
 
     Example:
@@ -116,28 +94,21 @@ class EnvelopeDecoder:
         ([], [b'{"x":1}'])
     """
 
+    envelope_type = Envelope
+
     def __init__(self) -> None:
-        self._buffer = bytearray()
+        super().__init__(MAX_MESSAGE)
 
-    def feed(self, data: bytes) -> list[Envelope]:
-        """Add ``data`` and return every envelope it completes."""
-        self._buffer += data
-        out = []
-        while len(self._buffer) >= _HEADER.size:
-            flags, length = _HEADER.unpack_from(self._buffer)
-            if length > MAX_MESSAGE:
-                raise exceptions.ProtocolError(f"stream envelope of {length} bytes is too large")
-            end = _HEADER.size + length
-            if len(self._buffer) < end:
-                break
-            out.append(Envelope(flags, bytes(self._buffer[_HEADER.size : end])))
-            del self._buffer[:end]
-        return out
+    def feed(self, data: bytes) -> list[framing.Envelope]:
+        """Add ``data`` and return every envelope it completes.
 
-    @property
-    def pending(self) -> int:
-        """Bytes received that do not yet make a whole envelope."""
-        return len(self._buffer)
+        Raises:
+            ProtocolError: for a length field over `MAX_MESSAGE`.
+        """
+        try:
+            return super().feed(data)
+        except wire.WireError as exc:
+            raise _protocol_error(exc) from exc
 
     def close(self) -> None:
         """Declare the stream over; leftover bytes mean it was cut mid-envelope.
@@ -145,11 +116,13 @@ class EnvelopeDecoder:
         Raises:
             ProtocolError: if part of an envelope is left.
         """
-        if self._buffer:
-            raise exceptions.ProtocolError(f"the stream ended inside an envelope ({len(self._buffer)} bytes left)")
+        try:
+            super().close()
+        except wire.WireError as exc:
+            raise _protocol_error(exc) from exc
 
 
-def check_end_stream(envelope: Envelope, *, context: str | None = None) -> None:
+def check_end_stream(envelope: framing.Envelope, *, context: str | None = None) -> None:
     """Raise the error an end-of-stream envelope carries, if any.
 
     Example:
@@ -157,13 +130,16 @@ def check_end_stream(envelope: Envelope, *, context: str | None = None) -> None:
         Traceback (most recent call last):
         sandlot.sdk.exceptions.TimeoutError: late
     """
-    end = envelope.message()
+    try:
+        end = envelope.message()
+    except wire.WireError as exc:
+        raise _protocol_error(exc) from exc
     error = end.get("error")
     if error:
         if not isinstance(error, dict):
             raise exceptions.ProtocolError(f"malformed end-of-stream error: {error!r}")
         raise errors.error_from_connect(
-            str(error.get("code") or "unknown"), str(error.get("message") or ""), context=context
+            str(error.get("code") or codes.Code.UNKNOWN.value), str(error.get("message") or ""), context=context
         )
 
 
@@ -189,17 +165,14 @@ def parse_unary(status: int, content_type: str, body: bytes, *, context: str | N
         except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, dict) and isinstance(parsed.get("code"), str) and parsed["code"] in errors.CODES:
-            return _raise(errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context))
+            raise errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context)
         raise errors.error_from_http(status, body, context=context)
-    if not content_type.split(";")[0].strip().lower() == "application/json":
+    if not content_type.split(";")[0].strip().lower() == framing.JSON:
         raise exceptions.ProtocolError(f"unexpected content type {content_type!r} on a unary answer")
     try:
-        value = json.loads(body) if body else {}
-    except (ValueError, RecursionError) as exc:
-        raise exceptions.ProtocolError(f"invalid JSON in a unary answer: {exc}") from exc
-    if not isinstance(value, dict):
-        raise exceptions.ProtocolError("a unary answer is not a JSON object")
-    return value
+        return framing.decode_message(body)
+    except wire.WireError as exc:
+        raise _protocol_error(exc) from exc
 
 
 def check_stream_response(status: int, content_type: str, body: bytes = b"", *, context: str | None = None) -> None:
@@ -212,7 +185,7 @@ def check_stream_response(status: int, content_type: str, body: bytes = b"", *, 
         sandlot.sdk.exceptions.ProtocolError: invalid stream content type 'application/connect+json; charset=utf-8'
     """
     if status != 200:
-        parse_unary(status, "application/json", body, context=context)
+        parse_unary(status, framing.JSON, body, context=context)
         raise exceptions.ProtocolError(f"stream answered with HTTP {status}")
     if content_type.strip().lower() != STREAM_CONTENT_TYPE:
         raise exceptions.ProtocolError(f"invalid stream content type {content_type!r}")
@@ -227,7 +200,7 @@ def unary_headers(timeout: float | None) -> dict[str, str]:
     """
     headers = {
         "connect-protocol-version": "1",
-        "content-type": "application/json",
+        "content-type": framing.JSON,
         "accept-encoding": "identity",
         "content-encoding": "identity",
     }
@@ -307,7 +280,3 @@ def iter_messages(decoder: EnvelopeDecoder, data: bytes, *, context: str | None 
             yield None
         else:
             yield envelope.message()
-
-
-def _raise(exc: Exception) -> Any:
-    raise exc

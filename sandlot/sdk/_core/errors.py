@@ -1,18 +1,20 @@
-"""The one table between wire errors and :mod:`sandlot.sdk.exceptions`, in both directions.
+"""Wire errors as :mod:`sandlot.sdk.exceptions`, in both directions.
 
-Three kinds of error answer reach the SDK, and all of them go through :data:`CODES`:
+The table of Connect codes and HTTP statuses is :mod:`sandlot._wire.codes`, the one the server
+and the agent answer with; this module only says which SDK class stands for each of its rows
+(:data:`CLASSES`). Three kinds of error answer reach the SDK:
 
 * Connect errors (``{"code": "not_found", "message": ...}`` on a unary call, or the ``error``
   of a stream's end envelope) carry a Connect code string.
 * Control-plane and ``/files`` errors (``{"code": 404, "message": ...}``) carry an HTTP
-  status; :data:`STATUS_TO_CODE` turns it into a Connect code first, exactly as the e2b SDK
-  does (docs/e2b-wire.md §4.1), so both planes share one mapping.
+  status; :func:`sandlot._wire.codes.code_of_status` turns it into a Connect code first, exactly
+  as the e2b SDK does (docs/e2b-wire.md §4.1), so both planes share one mapping.
 * A proxy-style 502 ``{"code":502,"message":"The sandbox was not found"}`` becomes
   ``unavailable`` by that rule; its text is what tells a gone sandbox
   (:class:`SandboxNotRunningError`) from a busy server (§10.2).
 
-The server and the agent use the reverse direction (:func:`code_for`, :func:`status_for`) to
-answer with the code a client maps back to the same class.
+:func:`code_for` and :func:`status_for` read the table backwards: the code and status a server
+answers with for what the SDK raises, so a test can hold both ends to the same row.
 
 Example:
     >>> error_from_connect("not_found", "no such process").__class__.__name__
@@ -28,12 +30,12 @@ import email.utils
 import json
 from collections.abc import Mapping
 
+from sandlot._wire import codes
 from sandlot.sdk import exceptions
 
 __all__ = [
+    "CLASSES",
     "CODES",
-    "STATUS_TO_CODE",
-    "TABLE",
     "code_for",
     "error_from_connect",
     "error_from_http",
@@ -41,61 +43,42 @@ __all__ = [
     "status_for",
 ]
 
-#: The one table: (Connect code, HTTP status, exception class). Read forwards, the first row of a
-#: code gives its class; read backwards, the first row whose class is in an exception's MRO gives
-#: the code and status a server answers with. Canonical rows come first (deadline_exceeded before
-#: canceled, internal before unknown); the last two rows exist only for the backward direction.
-TABLE: tuple[tuple[str, int, type[exceptions.SandlotError]], ...] = (
-    ("unauthenticated", 401, exceptions.AuthenticationError),
-    ("permission_denied", 403, exceptions.PermissionDeniedError),
-    ("not_found", 404, exceptions.NotFoundError),
-    ("already_exists", 409, exceptions.AlreadyExistsError),
-    ("invalid_argument", 400, exceptions.InvalidArgumentError),
-    ("failed_precondition", 400, exceptions.InvalidArgumentError),
-    ("out_of_range", 400, exceptions.InvalidArgumentError),
-    ("resource_exhausted", 429, exceptions.RateLimitedError),
-    ("deadline_exceeded", 504, exceptions.TimeoutError),
-    ("canceled", 499, exceptions.TimeoutError),
-    ("unimplemented", 501, exceptions.UnsupportedError),
-    ("unavailable", 503, exceptions.UnavailableError),
-    ("internal", 500, exceptions.ServerError),
-    ("unknown", 500, exceptions.ServerError),
-    ("aborted", 409, exceptions.ServerError),
-    ("data_loss", 500, exceptions.ServerError),
-    ("unavailable", 502, exceptions.SandboxNotRunningError),
-    ("resource_exhausted", 507, exceptions.NotEnoughSpaceError),
+#: Each row of :data:`sandlot._wire.codes.FAULTS` and the SDK class that stands for it. Read
+#: forwards, the first row of a code gives its class; read backwards, the first row whose class is
+#: in an exception's MRO gives the code and status a server answers with, so canonical rows come
+#: first (deadline_exceeded before canceled, internal before unknown).
+CLASSES: tuple[tuple[codes.Fault, type[exceptions.SandlotError]], ...] = (
+    (codes.UNAUTHENTICATED, exceptions.AuthenticationError),
+    (codes.PERMISSION_DENIED, exceptions.PermissionDeniedError),
+    (codes.NOT_FOUND, exceptions.NotFoundError),
+    (codes.ALREADY_EXISTS, exceptions.AlreadyExistsError),
+    (codes.INVALID_ARGUMENT, exceptions.InvalidArgumentError),
+    (codes.FAILED_PRECONDITION, exceptions.InvalidArgumentError),
+    (codes.OUT_OF_RANGE, exceptions.InvalidArgumentError),
+    (codes.RESOURCE_EXHAUSTED, exceptions.RateLimitedError),
+    (codes.DEADLINE_EXCEEDED, exceptions.TimeoutError),
+    (codes.CANCELED, exceptions.TimeoutError),
+    (codes.UNIMPLEMENTED, exceptions.UnsupportedError),
+    (codes.UNAVAILABLE, exceptions.UnavailableError),
+    (codes.INTERNAL, exceptions.ServerError),
+    (codes.UNKNOWN, exceptions.ServerError),
+    (codes.ABORTED, exceptions.ServerError),
+    (codes.DATA_LOSS, exceptions.ServerError),
+    (codes.GONE, exceptions.SandboxNotRunningError),
+    (codes.NO_SPACE, exceptions.NotEnoughSpaceError),
 )
 
-#: Connect code -> exception class (the forward reading of :data:`TABLE`).
+#: Connect code -> exception class (the forward reading of :data:`CLASSES`).
 CODES: dict[str, type[exceptions.SandlotError]] = {}
-for _code, _status, _cls in TABLE:
-    CODES.setdefault(_code, _cls)
-
-#: HTTP status -> Connect code, for answers that carry a status rather than a code (§4.1).
-STATUS_TO_CODE: dict[int, str] = {
-    400: "invalid_argument",
-    401: "unauthenticated",
-    403: "permission_denied",
-    404: "not_found",
-    409: "already_exists",
-    413: "resource_exhausted",
-    422: "invalid_argument",
-    429: "resource_exhausted",
-    499: "canceled",
-    500: "internal",
-    501: "unimplemented",
-    502: "unavailable",
-    503: "unavailable",
-    504: "deadline_exceeded",
-    505: "unimplemented",
-}
+for _fault, _cls in CLASSES:
+    CODES.setdefault(_fault.code.value, _cls)
 
 # Subclasses that a *context* picks for a generic code: a not_found from the filesystem service
 # is a missing path, from the control plane a missing sandbox.
 _NARROWER: dict[tuple[str, str], type[exceptions.SandlotError]] = {
-    ("not_found", "filesystem"): exceptions.PathNotFoundError,
-    ("not_found", "sandbox"): exceptions.SandboxNotFoundError,
-    ("not_found", "template"): exceptions.TemplateNotFoundError,
+    (codes.Code.NOT_FOUND, "filesystem"): exceptions.PathNotFoundError,
+    (codes.Code.NOT_FOUND, "sandbox"): exceptions.SandboxNotFoundError,
+    (codes.Code.NOT_FOUND, "template"): exceptions.TemplateNotFoundError,
 }
 
 _GONE_MARKER = "was not found"  # §10.2: the literal a server uses for a killed/paused/expired sandbox
@@ -122,7 +105,7 @@ def error_from_connect(
         >>> error_from_connect("unavailable", "The sandbox was not found")
         SandboxNotRunningError('The sandbox was not found')
     """
-    if code == "unavailable" and _GONE_MARKER in message:
+    if code == codes.Code.UNAVAILABLE and _GONE_MARKER in message:
         return exceptions.SandboxNotRunningError(message, status=status, code=code)
     cls = _NARROWER.get((code, context or "")) or CODES.get(code, exceptions.ServerError)
     if cls is exceptions.RateLimitedError:
@@ -159,16 +142,16 @@ def error_from_http(
             message = parsed["message"]
         if isinstance(parsed.get("code"), str) and parsed["code"] in CODES:
             code = parsed["code"]
-        elif isinstance(parsed.get("code"), int) and parsed["code"] in STATUS_TO_CODE:
-            code = STATUS_TO_CODE[parsed["code"]]
+        elif isinstance(parsed.get("code"), int) and (by_code := codes.code_of_status(parsed["code"])):
+            code = by_code.value
     if code is None:
-        code = STATUS_TO_CODE.get(status, "unknown")
-    if status == 507:
+        code = (codes.code_of_status(status) or codes.Code.UNKNOWN).value
+    if status == codes.NO_SPACE.status:
         return exceptions.NotEnoughSpaceError(f"{status}: {message}", status=status, code=code)
     retry_after = _retry_after(headers.get("retry-after"))
     if not message:
         message = f"HTTP {status}"
-    if code == "unavailable" and _GONE_MARKER in message:
+    if code == codes.Code.UNAVAILABLE and _GONE_MARKER in message:
         return exceptions.SandboxNotRunningError(message, status=status, code=code)
     return error_from_connect(code, f"{status}: {message}", status=status, context=context, retry_after=retry_after)
 
@@ -214,10 +197,10 @@ def status_for(exc: BaseException) -> int:
 
 def _row_for(exc: BaseException) -> tuple[str, int]:
     for cls in type(exc).__mro__:
-        for code, status, mapped in TABLE:
+        for fault, mapped in CLASSES:
             if mapped is cls:
-                return code, status
-    return "unknown", 500
+                return fault.code.value, fault.status
+    return codes.UNKNOWN.code.value, codes.UNKNOWN.status
 
 
 def _retry_after(value: str | None) -> float | None:
