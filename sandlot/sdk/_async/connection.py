@@ -1,4 +1,4 @@
-"""The I/O under the async SDK: one ``httpx.AsyncClient``, and the three ways requests go out.
+"""The I/O under the SDK: one ``httpx.AsyncClient``, and the three ways requests go out.
 
 * control-plane calls (:meth:`AsyncConnection.api`): a :class:`~sandlot.sdk._core.api.Request`
   sent with the API key;
@@ -235,7 +235,7 @@ class AsyncMessageStream:
             self._decoder.close()
         except httpx.TransportError as exc:
             if self._response.is_closed:
-                return  # closed on purpose by aclose()
+                return  # closed on purpose by ``aclose()``
             raise errors.error_from_transport(exc, self._base) from exc
         finally:
             await self._response.aclose()

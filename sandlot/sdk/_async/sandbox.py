@@ -1,8 +1,8 @@
 """``AsyncSandbox``: create, connect to, inspect and kill sandboxes.
 
-This is the hand-written source of both SDK flavours: ``scripts/unasync.py`` turns it into
-``sandlot/sdk/_sync/sandbox.py`` (``Sandbox``), so every fix is made once. A sandbox object
-holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
+Both SDK flavours come from one source: the async one, AsyncSandbox, is written by hand, and
+scripts/unasync.py generates the sync one, Sandbox, from it, so every fix is made once. A
+sandbox object holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
 
 Configuration comes from arguments first, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``
 (see :class:`~sandlot.sdk._core.config.ConnectionConfig`). ``kill``, ``set_timeout``,

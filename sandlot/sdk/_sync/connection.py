@@ -1,6 +1,6 @@
 # Generated from sandlot/sdk/_async/connection.py by scripts/unasync.py. DO NOT EDIT.
 # ruff: noqa
-"""The I/O under the async SDK: one ``httpx.Client``, and the three ways requests go out.
+"""The I/O under the SDK: one ``httpx.Client``, and the three ways requests go out.
 
 * control-plane calls (:meth:`Connection.api`): a :class:`~sandlot.sdk._core.api.Request`
   sent with the API key;
@@ -237,7 +237,7 @@ class MessageStream:
             self._decoder.close()
         except httpx.TransportError as exc:
             if self._response.is_closed:
-                return  # closed on purpose by close()
+                return  # closed on purpose by ``close()``
             raise errors.error_from_transport(exc, self._base) from exc
         finally:
             self._response.close()

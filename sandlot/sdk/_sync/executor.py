@@ -13,8 +13,8 @@ A full queue answers 429: the SDK waits its ``Retry-After`` and tries again, at 
 ``config.retries`` times, then raises :class:`~sandlot.RateLimitedError`. A program that fails,
 times out or runs out of memory is not an exception: it is a result, with a ``status``.
 
-This file is the hand-written source of both flavours: ``scripts/unasync.py`` generates the
-sync twin, the function without its leading ``a`` and the class without its ``Async``.
+Both flavours come from one source: the async one is written by hand, and scripts/unasync.py
+generates the sync one from it (aexecute becomes execute, AsyncExecutor becomes Executor).
 
 Example:
     >>> result = execute('print(input()[::-1])', language="python", stdin="olleh")
