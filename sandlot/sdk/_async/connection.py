@@ -86,9 +86,11 @@ class AsyncConnection:
         """
         url = self.config.api_url + request.path
         headers = self.config.api_headers()
-        timeout = httpx.USE_CLIENT_DEFAULT
-        if request.timeout is not None and self.config.request_timeout:
-            timeout = _timeout(max(request.timeout, self.config.request_timeout))
+        timeout = (
+            _timeout(max(request.timeout, self.config.request_timeout))
+            if request.timeout is not None and self.config.request_timeout
+            else httpx.USE_CLIENT_DEFAULT
+        )
         policy = self.config.retry_policy()
         attempt = 0
         while True:

@@ -23,7 +23,7 @@ import dataclasses
 import json
 import struct
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NoReturn
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import errors
@@ -309,5 +309,5 @@ def iter_messages(decoder: EnvelopeDecoder, data: bytes, *, context: str | None 
             yield envelope.message()
 
 
-def _raise(exc: Exception) -> Any:
+def _raise(exc: Exception) -> NoReturn:
     raise exc

@@ -41,7 +41,7 @@ from sandlot.sdk._sync.files import Files
 from sandlot.sdk._sync.pty import Pty
 from sandlot.sdk._core import api, models
 from sandlot.sdk._core.config import ConnectionConfig
-from sandlot.sdk._core.hybrid import hybrid
+from sandlot.sdk._core.hybrid import Takes, hybrid, split_target
 
 __all__ = ["Sandbox"]
 
@@ -285,18 +285,20 @@ class Sandbox:
     def _detached(
         cls,
         method: Callable[..., Any],
-        sandbox_id: str | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        api_url: str | None,
-        api_key: str | None,
-        config: ConnectionConfig | None,
+        takes: Takes,
+        /,
+        *args: Any,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+        **kwargs: Any,
     ) -> Any:
         """Run ``method`` for a sandbox known by id only, on a connection opened for this call.
 
         The class form of every :class:`~sandlot.sdk._core.hybrid.hybrid` operation comes here:
         the stand-in sandbox has only the id and the connection, which is all they use.
         """
+        sandbox_id, args, kwargs = split_target(takes, args, kwargs)
         with Connection(_config(config, api_url, api_key, None)) as connection:
             stand_in = cls(connection, api.SandboxHandle(sandbox_id=sandbox_id or "", template_id="", envd_version=""))
             return method(stand_in, *args, **kwargs)
