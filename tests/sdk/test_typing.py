@@ -2,7 +2,8 @@
 
 ``kill``, ``fork`` and the other instance-or-class operations go through a descriptor
 (:mod:`sandlot.sdk._core.hybrid`); this holds that mypy still sees the method's own parameters on
-an instance and the result type on the class, for the async source and the generated sync twin.
+an instance and the result type on the class, for the async source and the generated sync twin, and the
+options of ``create`` and ``execute`` (keyword arguments typed by a TypedDict) keep their types.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 USER_CODE = '''
-from sandlot import AsyncSandbox, Sandbox, SandboxInfo, SnapshotInfo
+from sandlot import AsyncSandbox, ExecuteResult, Sandbox, SandboxInfo, SnapshotInfo, aexecute, execute
 
 
 async def async_forms(sbx: AsyncSandbox) -> None:
@@ -30,6 +31,9 @@ async def async_forms(sbx: AsyncSandbox) -> None:
     snapshots = await AsyncSandbox.list_snapshots(name="warm", limit=3)
     info: SandboxInfo = await AsyncSandbox.get_info("sbx-1")
     await sbx.set_timeout("soon")  # wrong: a str for an int
+    fresh: AsyncSandbox = await AsyncSandbox.create("base", timeout=60, envs={"A": "1"}, api_key="e2b_00")
+    ran: ExecuteResult = await aexecute("print(1)", language="python", timeout=2, api_url="http://h:1")
+    await AsyncSandbox.create(timeout="60")  # wrong: a str for an int
 
 
 def sync_forms(sbx: Sandbox) -> None:
@@ -40,6 +44,8 @@ def sync_forms(sbx: Sandbox) -> None:
     deleted: bool = Sandbox.delete_snapshot("warm:v1") or sbx.delete_snapshot("warm:v1")
     resumed: bool = sbx.resume(timeout=600) and Sandbox.resume("sbx-1", 600)
     count: int = Sandbox.get_info("sbx-1")  # wrong: the result is a SandboxInfo
+    ran: ExecuteResult = execute(files={"main.py": "print(1)"}, language="python", memory_mb=64)
+    execute("print(1)", language="python", memory_mb="64")  # wrong: a str for an int
 '''
 
 

@@ -22,8 +22,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Self
+from typing import Self, Unpack
 
 from sandlot.sdk._async.connection import AsyncConnection
 from sandlot.sdk._core import execute as messages
@@ -70,16 +69,7 @@ class AsyncExecutor:
         code: str | None = None,
         *,
         language: str,
-        version: str | None = None,
-        files: Mapping[str, str | bytes] | None = None,
-        stdin: str | None = None,
-        args: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        cpu_time: float | None = None,
-        memory_mb: int | None = None,
-        output_limit: int | None = None,
-        network: bool | None = None,
+        **options: Unpack[messages.RunOptions],
     ) -> models.ExecuteResult:
         """Run one program and return how each stage ended.
 
@@ -112,20 +102,7 @@ class AsyncExecutor:
             >>> result.stdout
             '1\\n'
         """
-        request = messages.execute_request(
-            language=language,
-            code=code,
-            files=files,
-            version=version,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        request = messages.execute_request(language=language, code=code, **options)
         return await self._connection.api(request, messages.parse_result)
 
     async def languages(self) -> list[models.Language]:
@@ -156,19 +133,10 @@ async def aexecute(
     code: str | None = None,
     *,
     language: str,
-    version: str | None = None,
-    files: Mapping[str, str | bytes] | None = None,
-    stdin: str | None = None,
-    args: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    cpu_time: float | None = None,
-    memory_mb: int | None = None,
-    output_limit: int | None = None,
-    network: bool | None = None,
     api_url: str | None = None,
     api_key: str | None = None,
     config: ConnectionConfig | None = None,
+    **options: Unpack[messages.RunOptions],
 ) -> models.ExecuteResult:
     """Run one program in a fresh sandbox and return its output and how it ended.
 
@@ -182,17 +150,4 @@ async def aexecute(
         (<StageStatus.OK: 'ok'>, 'hi\\n')
     """
     async with AsyncExecutor(api_url=api_url, api_key=api_key, config=config) as executor:
-        return await executor.execute(
-            code,
-            language=language,
-            version=version,
-            files=files,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        return await executor.execute(code, language=language, **options)

@@ -30,7 +30,7 @@ import builtins
 import contextlib
 import datetime
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._async.commands import AsyncCommands
@@ -121,18 +121,11 @@ class AsyncSandbox:
         cls,
         template: str | None = None,
         *,
-        timeout: int | None = None,
-        metadata: Mapping[str, str] | None = None,
-        envs: Mapping[str, str] | None = None,
-        secure: bool | None = None,
-        allow_internet_access: bool | None = None,
-        auto_pause: bool | None = None,
-        auto_resume: bool | None = None,
-        idle_timeout: int | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         request_timeout: float | None = None,
         config: ConnectionConfig | None = None,
+        **options: Unpack[api.SandboxOptions],
     ) -> AsyncSandbox:
         """Create a sandbox and return it running.
 
@@ -165,24 +158,8 @@ class AsyncSandbox:
             >>> sbx = await AsyncSandbox.create("base", timeout=120, envs={"MODE": "test"})
             >>> warm = await AsyncSandbox.create("warm:v1", auto_pause=True, auto_resume=True)
         """
-        connection = AsyncConnection(_config(config, api_url, api_key, request_timeout))
-        try:
-            request = api.create_sandbox(
-                template=template,
-                timeout=timeout,
-                metadata=metadata,
-                envs=envs,
-                secure=secure,
-                allow_internet_access=allow_internet_access,
-                auto_pause=auto_pause,
-                auto_resume=auto_resume,
-                idle_timeout=idle_timeout,
-            )
-            handle = await connection.api(request, api.parse_created)
-        except BaseException:
-            await connection.aclose()
-            raise
-        return cls(connection, handle)
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return await cls._open(connection_config, api.create_sandbox(template=template, **options), api.parse_created)
 
     @classmethod
     async def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncSandbox:
@@ -222,9 +199,17 @@ class AsyncSandbox:
         Example:
             >>> sbx = await AsyncSandbox.connect("sbx-1f2e")
         """
-        connection = AsyncConnection(_config(config, api_url, api_key, request_timeout))
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return await cls._open(connection_config, api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+
+    @classmethod
+    async def _open(
+        cls, config: ConnectionConfig, request: api.Request, parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle]
+    ) -> AsyncSandbox:
+        """A sandbox on a connection of its own, from the handle ``request`` is answered with."""
+        connection = AsyncConnection(config)
         try:
-            handle = await connection.api(api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+            handle = await connection.api(request, parse)
         except BaseException:
             await connection.aclose()
             raise

@@ -18,7 +18,7 @@ import datetime
 import json
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import errors, models
@@ -26,6 +26,8 @@ from sandlot.sdk._core import errors, models
 __all__ = [
     "Request",
     "SandboxHandle",
+    "SandboxOptions",
+    "check_keywords",
     "connect_sandbox",
     "create_sandbox",
     "create_snapshot",
@@ -58,6 +60,36 @@ __all__ = [
 ]
 
 DEFAULT_TEMPLATE = "base"
+
+
+class SandboxOptions(TypedDict, total=False):
+    """What a new sandbox is given: the keyword arguments of ``create`` after the template.
+
+    ``AsyncSandbox.create`` and ``Sandbox.create`` document each one; a key left out is left
+    out of the request too, so the server's default applies.
+    """
+
+    timeout: int | None
+    metadata: Mapping[str, str] | None
+    envs: Mapping[str, str] | None
+    secure: bool | None
+    allow_internet_access: bool | None
+    auto_pause: bool | None
+    auto_resume: bool | None
+    idle_timeout: int | None
+
+
+def check_keywords(options: Mapping[str, object], allowed: Any, caller: str) -> None:
+    """Refuse a keyword ``allowed`` (a TypedDict) does not have, as Python does for a signature.
+
+    Example:
+        >>> check_keywords({"timout": 5}, SandboxOptions, "create")
+        Traceback (most recent call last):
+        TypeError: create() got an unexpected keyword argument 'timout'
+    """
+    unknown = sorted(options.keys() - allowed.__optional_keys__ - allowed.__required_keys__)
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,18 +134,7 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def create_sandbox(
-    *,
-    template: str | None = None,
-    timeout: int | None = None,
-    metadata: Mapping[str, str] | None = None,
-    envs: Mapping[str, str] | None = None,
-    secure: bool | None = None,
-    allow_internet_access: bool | None = None,
-    auto_pause: bool | None = None,
-    auto_resume: bool | None = None,
-    idle_timeout: int | None = None,
-) -> Request:
+def create_sandbox(*, template: str | None = None, **options: Unpack[SandboxOptions]) -> Request:
     """``POST /v2/sandboxes``: keys the caller left unset are omitted (the server's defaults apply).
 
     ``template`` may also name a snapshot (``name`` for its newest version, or ``name:tag``).
@@ -126,22 +147,23 @@ def create_sandbox(
         >>> create_sandbox(auto_resume=True, idle_timeout=60).json["autoResume"]
         {'enabled': True}
     """
+    check_keywords(options, SandboxOptions, "create")
     body: dict[str, Any] = {
         "templateID": template or DEFAULT_TEMPLATE,
-        "metadata": dict(metadata or {}),
-        "envVars": dict(envs or {}),
+        "metadata": dict(options.get("metadata") or {}),
+        "envVars": dict(options.get("envs") or {}),
     }
-    if timeout is not None:
+    if (timeout := options.get("timeout")) is not None:
         body["timeout"] = _seconds(timeout)
-    if secure is not None:
+    if (secure := options.get("secure")) is not None:
         body["secure"] = secure
-    if allow_internet_access is not None:
-        body["allow_internet_access"] = allow_internet_access  # snake_case on the wire, as e2b sends it
-    if auto_pause is not None:
+    if (internet := options.get("allow_internet_access")) is not None:
+        body["allow_internet_access"] = internet  # snake_case on the wire, as e2b sends it
+    if (auto_pause := options.get("auto_pause")) is not None:
         body["autoPause"] = auto_pause
-    if auto_resume is not None:
+    if (auto_resume := options.get("auto_resume")) is not None:
         body["autoResume"] = {"enabled": auto_resume}
-    if idle_timeout is not None:
+    if (idle_timeout := options.get("idle_timeout")) is not None:
         body["idleTimeout"] = _seconds(idle_timeout)
     return Request("POST", "/v2/sandboxes", json=body)
 

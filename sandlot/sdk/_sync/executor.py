@@ -24,8 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Self
+from typing import Self, Unpack
 
 from sandlot.sdk._sync.connection import Connection
 from sandlot.sdk._core import execute as messages
@@ -72,16 +71,7 @@ class Executor:
         code: str | None = None,
         *,
         language: str,
-        version: str | None = None,
-        files: Mapping[str, str | bytes] | None = None,
-        stdin: str | None = None,
-        args: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        cpu_time: float | None = None,
-        memory_mb: int | None = None,
-        output_limit: int | None = None,
-        network: bool | None = None,
+        **options: Unpack[messages.RunOptions],
     ) -> models.ExecuteResult:
         """Run one program and return how each stage ended.
 
@@ -114,20 +104,7 @@ class Executor:
             >>> result.stdout
             '1\\n'
         """
-        request = messages.execute_request(
-            language=language,
-            code=code,
-            files=files,
-            version=version,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        request = messages.execute_request(language=language, code=code, **options)
         return self._connection.api(request, messages.parse_result)
 
     def languages(self) -> list[models.Language]:
@@ -158,19 +135,10 @@ def execute(
     code: str | None = None,
     *,
     language: str,
-    version: str | None = None,
-    files: Mapping[str, str | bytes] | None = None,
-    stdin: str | None = None,
-    args: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    cpu_time: float | None = None,
-    memory_mb: int | None = None,
-    output_limit: int | None = None,
-    network: bool | None = None,
     api_url: str | None = None,
     api_key: str | None = None,
     config: ConnectionConfig | None = None,
+    **options: Unpack[messages.RunOptions],
 ) -> models.ExecuteResult:
     """Run one program in a fresh sandbox and return its output and how it ended.
 
@@ -184,17 +152,4 @@ def execute(
         (<StageStatus.OK: 'ok'>, 'hi\\n')
     """
     with Executor(api_url=api_url, api_key=api_key, config=config) as executor:
-        return executor.execute(
-            code,
-            language=language,
-            version=version,
-            files=files,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        return executor.execute(code, language=language, **options)

@@ -32,7 +32,7 @@ import builtins
 import contextlib
 import datetime
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._sync.commands import Commands
@@ -123,18 +123,11 @@ class Sandbox:
         cls,
         template: str | None = None,
         *,
-        timeout: int | None = None,
-        metadata: Mapping[str, str] | None = None,
-        envs: Mapping[str, str] | None = None,
-        secure: bool | None = None,
-        allow_internet_access: bool | None = None,
-        auto_pause: bool | None = None,
-        auto_resume: bool | None = None,
-        idle_timeout: int | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         request_timeout: float | None = None,
         config: ConnectionConfig | None = None,
+        **options: Unpack[api.SandboxOptions],
     ) -> Sandbox:
         """Create a sandbox and return it running.
 
@@ -167,24 +160,8 @@ class Sandbox:
             >>> sbx = Sandbox.create("base", timeout=120, envs={"MODE": "test"})
             >>> warm = Sandbox.create("warm:v1", auto_pause=True, auto_resume=True)
         """
-        connection = Connection(_config(config, api_url, api_key, request_timeout))
-        try:
-            request = api.create_sandbox(
-                template=template,
-                timeout=timeout,
-                metadata=metadata,
-                envs=envs,
-                secure=secure,
-                allow_internet_access=allow_internet_access,
-                auto_pause=auto_pause,
-                auto_resume=auto_resume,
-                idle_timeout=idle_timeout,
-            )
-            handle = connection.api(request, api.parse_created)
-        except BaseException:
-            connection.close()
-            raise
-        return cls(connection, handle)
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return cls._open(connection_config, api.create_sandbox(template=template, **options), api.parse_created)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Sandbox:
@@ -224,9 +201,17 @@ class Sandbox:
         Example:
             >>> sbx = Sandbox.connect("sbx-1f2e")
         """
-        connection = Connection(_config(config, api_url, api_key, request_timeout))
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return cls._open(connection_config, api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+
+    @classmethod
+    def _open(
+        cls, config: ConnectionConfig, request: api.Request, parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle]
+    ) -> Sandbox:
+        """A sandbox on a connection of its own, from the handle ``request`` is answered with."""
+        connection = Connection(config)
         try:
-            handle = connection.api(api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+            handle = connection.api(request, parse)
         except BaseException:
             connection.close()
             raise
