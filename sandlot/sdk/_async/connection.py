@@ -29,7 +29,7 @@ from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
-__all__ = ["AsyncConnection", "AsyncMessageStream"]
+__all__ = ["AsyncConnection", "AsyncMessageStream", "read_all"]
 
 T = TypeVar("T")
 
@@ -165,9 +165,7 @@ class AsyncConnection:
         except httpx.TransportError as exc:
             raise errors.error_from_transport(exc, base) from exc
         if response.status_code != 200:
-            body = await response.aread()
-            await response.aclose()
-            connect.check_stream_response(response.status_code, "", body, context=context)
+            connect.check_stream_response(response.status_code, "", await read_all(response), context=context)
         try:
             connect.check_stream_response(200, response.headers.get("content-type", ""), context=context)
         except BaseException:
@@ -202,6 +200,14 @@ class AsyncConnection:
             raise errors.error_from_transport(exc, base) from exc
 
 
+async def read_all(response: httpx.Response) -> bytes:
+    """The whole body of a streamed answer (a short one: JSON or an error); closes the response."""
+    try:
+        return await response.aread()
+    finally:
+        await response.aclose()
+
+
 class AsyncMessageStream:
     """The messages of an open Connect stream, in order; ends at the end-of-stream envelope.
 
@@ -226,6 +232,20 @@ class AsyncMessageStream:
 
     async def __anext__(self) -> dict[str, Any]:
         return await self._messages.__anext__()
+
+    async def first(self, ended: str) -> dict[str, Any]:
+        """The first message (a stream's start event); ``ended`` is the error if there is none.
+
+        Raises:
+            ProtocolError: the stream ended before its first message (with ``ended``).
+        """
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise exceptions.ProtocolError(ended) from None
+        except BaseException:
+            await self.aclose()
+            raise
 
     async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
         try:

@@ -31,7 +31,7 @@ from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
-__all__ = ["Connection", "MessageStream"]
+__all__ = ["Connection", "MessageStream", "read_all"]
 
 T = TypeVar("T")
 
@@ -167,9 +167,7 @@ class Connection:
         except httpx.TransportError as exc:
             raise errors.error_from_transport(exc, base) from exc
         if response.status_code != 200:
-            body = response.read()
-            response.close()
-            connect.check_stream_response(response.status_code, "", body, context=context)
+            connect.check_stream_response(response.status_code, "", read_all(response), context=context)
         try:
             connect.check_stream_response(200, response.headers.get("content-type", ""), context=context)
         except BaseException:
@@ -204,6 +202,14 @@ class Connection:
             raise errors.error_from_transport(exc, base) from exc
 
 
+def read_all(response: httpx.Response) -> bytes:
+    """The whole body of a streamed answer (a short one: JSON or an error); closes the response."""
+    try:
+        return response.read()
+    finally:
+        response.close()
+
+
 class MessageStream:
     """The messages of an open Connect stream, in order; ends at the end-of-stream envelope.
 
@@ -228,6 +234,20 @@ class MessageStream:
 
     def __next__(self) -> dict[str, Any]:
         return self._messages.__next__()
+
+    def first(self, ended: str) -> dict[str, Any]:
+        """The first message (a stream's start event); ``ended`` is the error if there is none.
+
+        Raises:
+            ProtocolError: the stream ended before its first message (with ``ended``).
+        """
+        try:
+            return self.__next__()
+        except StopIteration:
+            raise exceptions.ProtocolError(ended) from None
+        except BaseException:
+            self.close()
+            raise
 
     def _iterate(self) -> Iterator[dict[str, Any]]:
         try:
