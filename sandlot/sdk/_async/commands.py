@@ -31,6 +31,15 @@ OutputCallback = Callable[[str], object]
 PtyCallback = Callable[[bytes], object]
 
 
+class Outputs(TypedDict, total=False):
+    """Where a command's output goes: the keyword arguments of ``AsyncCommandHandle``."""
+
+    on_stdout: OutputCallback | None
+    on_stderr: OutputCallback | None
+    on_pty: PtyCallback | None
+    pty: bool
+
+
 class AsyncCommandHandle:
     """A started command (or terminal): wait for it, feed its stdin, kill it, or let it run.
 
@@ -369,16 +378,11 @@ class AsyncCommands:
         *,
         user: str | None,
         timeout: float,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        on_pty: PtyCallback | None = None,
-        pty: bool = False,
+        **outputs: Unpack[Outputs],
     ) -> AsyncCommandHandle:
         headers = {**self._headers, **connect.basic_auth(user)}
         stream = await self._connection.stream(route, message, headers=headers, timeout=timeout)
-        handle = AsyncCommandHandle(
-            self, stream, on_stdout=on_stdout, on_stderr=on_stderr, on_pty=on_pty, pty=pty
-        )
+        handle = AsyncCommandHandle(self, stream, **outputs)
         await handle._open()
         return handle
 

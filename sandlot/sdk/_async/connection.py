@@ -29,7 +29,7 @@ from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
-__all__ = ["AsyncConnection", "AsyncMessageStream", "read_all"]
+__all__ = ["AsyncClosing", "AsyncConnection", "AsyncMessageStream", "read_all"]
 
 T = TypeVar("T")
 
@@ -47,7 +47,20 @@ def _timeout(seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(seconds or None, connect=min(seconds or 30.0, 30.0))
 
 
-class AsyncConnection:
+class AsyncClosing:
+    """Something to close with :meth:`aclose`; as a context manager, at the end of the block."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AsyncConnection(AsyncClosing):
     """An HTTP client for one server, shared by a sandbox and its ``commands``, ``files``, ``pty``.
 
     Example:
@@ -65,12 +78,6 @@ class AsyncConnection:
 
     async def aclose(self) -> None:
         await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     # ---------------------------------------------------------------- control plane
 

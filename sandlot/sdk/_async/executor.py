@@ -22,9 +22,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Self, Unpack
+from typing import Unpack
 
-from sandlot.sdk._async.connection import AsyncConnection
+from sandlot.sdk._async.connection import AsyncClosing, AsyncConnection
 from sandlot.sdk._core import execute as messages
 from sandlot.sdk._core import models
 from sandlot.sdk._core.config import ConnectionConfig
@@ -32,7 +32,7 @@ from sandlot.sdk._core.config import ConnectionConfig
 __all__ = ["AsyncExecutor", "aexecute"]
 
 
-class AsyncExecutor:
+class AsyncExecutor(AsyncClosing):
     """Runs one-shot programs on a sandlot server over one kept-alive connection.
 
     Configuration comes from the arguments, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``.
@@ -121,12 +121,6 @@ class AsyncExecutor:
             >>> await executor.aclose()
         """
         await self._connection.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
 
 async def aexecute(

@@ -25,7 +25,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Seq
 from typing import IO, Any, Self
 
 from sandlot.sdk import exceptions
-from sandlot.sdk._async.connection import AsyncConnection, AsyncMessageStream, read_all
+from sandlot.sdk._async.connection import (
+    AsyncClosing,
+    AsyncConnection,
+    AsyncMessageStream,
+    read_all,
+)
 from sandlot.sdk._core import connect, filesystem, models
 
 __all__ = ["AsyncFileStream", "AsyncFiles", "AsyncWatchHandle"]
@@ -301,7 +306,7 @@ class AsyncFiles:
         )
 
 
-class AsyncFileStream:
+class AsyncFileStream(AsyncClosing):
     """A download in progress: iterate :meth:`aiter_bytes` inside ``async with``.
 
     Example:
@@ -324,9 +329,6 @@ class AsyncFileStream:
         self._response = response
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     @property
     def size(self) -> int | None:
         """The file's size if the server announced it (``Content-Length``)."""
@@ -345,7 +347,7 @@ class AsyncFileStream:
             await self._response.aclose()
 
 
-class AsyncWatchHandle:
+class AsyncWatchHandle(AsyncClosing):
     """A watch on a directory: iterate it for :class:`WatchEvent` s; close it to stop.
 
     Example:
@@ -384,9 +386,6 @@ class AsyncWatchHandle:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[models.WatchEvent]:
         return self._events()

@@ -30,11 +30,11 @@ import builtins
 import contextlib
 import datetime
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._async.commands import AsyncCommands
-from sandlot.sdk._async.connection import AsyncConnection
+from sandlot.sdk._async.connection import AsyncClosing, AsyncConnection
 from sandlot.sdk._async.files import AsyncFiles
 from sandlot.sdk._async.pty import AsyncPty
 from sandlot.sdk._core import api, models
@@ -57,7 +57,7 @@ def _config(
     )
 
 
-class AsyncSandbox:
+class AsyncSandbox(AsyncClosing):
     """A running sandbox: its processes (``commands``, ``pty``) and its files (``files``).
 
     Get one from :meth:`create`, :meth:`connect` or :meth:`from_env`, not from the constructor.
@@ -525,9 +525,6 @@ class AsyncSandbox:
             >>> await sbx.aclose()
         """
         await self._connection.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:

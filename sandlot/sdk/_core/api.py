@@ -17,8 +17,8 @@ import dataclasses
 import datetime
 import json
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict, Unpack
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import errors, models
@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 DEFAULT_TEMPLATE = "base"
+T = TypeVar("T")
 
 
 class SandboxOptions(TypedDict, total=False):
@@ -439,12 +440,7 @@ def parse_list(status: int, headers: Mapping[str, str], body: bytes) -> tuple[li
         >>> parse_list(200, {"x-next-token": ""}, b"[]")
         ([], None)
     """
-    raise_for_status(status, headers, body, sandbox=False)
-    items = decode_json(body)
-    if not isinstance(items, list):
-        raise exceptions.ProtocolError("sandbox list is not a JSON array")
-    token = {k.lower(): v for k, v in headers.items()}.get("x-next-token") or None
-    return [_info(item) for item in items], token
+    return _page(status, headers, body, "sandbox list", _info)
 
 
 def parse_metrics(status: int, headers: Mapping[str, str], body: bytes) -> list[models.SandboxMetrics]:
@@ -483,10 +479,7 @@ def parse_kill(status: int, headers: Mapping[str, str], body: bytes) -> bool:
         >>> parse_kill(204, {}, b""), parse_kill(404, {}, b'{"code":404,"message":"nope"}')
         (True, False)
     """
-    if status == 404:
-        return False
-    raise_for_status(status, headers, body)
-    return True
+    return _done_unless(404, status, headers, body)
 
 
 def parse_pause(status: int, headers: Mapping[str, str], body: bytes) -> bool:
@@ -496,10 +489,7 @@ def parse_pause(status: int, headers: Mapping[str, str], body: bytes) -> bool:
         >>> parse_pause(204, {}, b""), parse_pause(409, {}, b'{"code":409,"message":"paused"}')
         (True, False)
     """
-    if status == 409:
-        return False
-    raise_for_status(status, headers, body)
-    return True
+    return _done_unless(409, status, headers, body)
 
 
 def parse_created(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle:
@@ -575,12 +565,19 @@ def parse_snapshot_list(
         >>> parse_snapshot_list(200, {}, b"[]")
         ([], None)
     """
+    return _page(status, headers, body, "snapshot list", _snapshot)
+
+
+def _page(
+    status: int, headers: Mapping[str, str], body: bytes, what: str, parse_item: Callable[[Any], T]
+) -> tuple[list[T], str | None]:
+    """One page of a list answer, and the ``X-Next-Token`` of the next page (or None)."""
     raise_for_status(status, headers, body, sandbox=False)
     items = decode_json(body)
     if not isinstance(items, list):
-        raise exceptions.ProtocolError("snapshot list is not a JSON array")
+        raise exceptions.ProtocolError(f"{what} is not a JSON array")
     token = {k.lower(): v for k, v in headers.items()}.get("x-next-token") or None
-    return [_snapshot(item) for item in items], token
+    return [parse_item(item) for item in items], token
 
 
 def parse_delete_snapshot(status: int, headers: Mapping[str, str], body: bytes) -> bool:
@@ -590,9 +587,14 @@ def parse_delete_snapshot(status: int, headers: Mapping[str, str], body: bytes) 
         >>> parse_delete_snapshot(204, {}, b""), parse_delete_snapshot(404, {}, b"nope")
         (True, False)
     """
-    if status == 404:
+    return _done_unless(404, status, headers, body, sandbox=False)
+
+
+def _done_unless(nothing_to_do: int, status: int, headers: Mapping[str, str], body: bytes, sandbox: bool = True) -> bool:
+    """True if the request did its work, False if the server answered ``nothing_to_do``."""
+    if status == nothing_to_do:
         return False
-    raise_for_status(status, headers, body, sandbox=False)
+    raise_for_status(status, headers, body, sandbox=sandbox)
     return True
 
 

@@ -33,6 +33,15 @@ OutputCallback = Callable[[str], object]
 PtyCallback = Callable[[bytes], object]
 
 
+class Outputs(TypedDict, total=False):
+    """Where a command's output goes: the keyword arguments of ``CommandHandle``."""
+
+    on_stdout: OutputCallback | None
+    on_stderr: OutputCallback | None
+    on_pty: PtyCallback | None
+    pty: bool
+
+
 class CommandHandle:
     """A started command (or terminal): wait for it, feed its stdin, kill it, or let it run.
 
@@ -371,16 +380,11 @@ class Commands:
         *,
         user: str | None,
         timeout: float,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        on_pty: PtyCallback | None = None,
-        pty: bool = False,
+        **outputs: Unpack[Outputs],
     ) -> CommandHandle:
         headers = {**self._headers, **connect.basic_auth(user)}
         stream = self._connection.stream(route, message, headers=headers, timeout=timeout)
-        handle = CommandHandle(
-            self, stream, on_stdout=on_stdout, on_stderr=on_stderr, on_pty=on_pty, pty=pty
-        )
+        handle = CommandHandle(self, stream, **outputs)
         handle._open()
         return handle
 

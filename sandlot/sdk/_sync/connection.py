@@ -31,7 +31,7 @@ from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
-__all__ = ["Connection", "MessageStream", "read_all"]
+__all__ = ["Closing", "Connection", "MessageStream", "read_all"]
 
 T = TypeVar("T")
 
@@ -49,7 +49,20 @@ def _timeout(seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(seconds or None, connect=min(seconds or 30.0, 30.0))
 
 
-class Connection:
+class Closing:
+    """Something to close with :meth:`close`; as a context manager, at the end of the block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Connection(Closing):
     """An HTTP client for one server, shared by a sandbox and its ``commands``, ``files``, ``pty``.
 
     Example:
@@ -67,12 +80,6 @@ class Connection:
 
     def close(self) -> None:
         self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ---------------------------------------------------------------- control plane
 

@@ -24,9 +24,9 @@ Example:
 
 from __future__ import annotations
 
-from typing import Self, Unpack
+from typing import Unpack
 
-from sandlot.sdk._sync.connection import Connection
+from sandlot.sdk._sync.connection import Closing, Connection
 from sandlot.sdk._core import execute as messages
 from sandlot.sdk._core import models
 from sandlot.sdk._core.config import ConnectionConfig
@@ -34,7 +34,7 @@ from sandlot.sdk._core.config import ConnectionConfig
 __all__ = ["Executor", "execute"]
 
 
-class Executor:
+class Executor(Closing):
     """Runs one-shot programs on a sandlot server over one kept-alive connection.
 
     Configuration comes from the arguments, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``.
@@ -123,12 +123,6 @@ class Executor:
             >>> executor.close()
         """
         self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def execute(

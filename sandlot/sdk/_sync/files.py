@@ -27,7 +27,12 @@ from collections.abc import Iterable, Iterator, Callable, Mapping, Sequence
 from typing import IO, Any, Self
 
 from sandlot.sdk import exceptions
-from sandlot.sdk._sync.connection import Connection, MessageStream, read_all
+from sandlot.sdk._sync.connection import (
+    Closing,
+    Connection,
+    MessageStream,
+    read_all,
+)
 from sandlot.sdk._core import connect, filesystem, models
 
 __all__ = ["FileStream", "Files", "WatchHandle"]
@@ -303,7 +308,7 @@ class Files:
         )
 
 
-class FileStream:
+class FileStream(Closing):
     """A download in progress: iterate :meth:`iter_bytes` inside ``with``.
 
     Example:
@@ -326,9 +331,6 @@ class FileStream:
         self._response = response
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @property
     def size(self) -> int | None:
         """The file's size if the server announced it (``Content-Length``)."""
@@ -347,7 +349,7 @@ class FileStream:
             self._response.close()
 
 
-class WatchHandle:
+class WatchHandle(Closing):
     """A watch on a directory: iterate it for :class:`WatchEvent` s; close it to stop.
 
     Example:
@@ -386,9 +388,6 @@ class WatchHandle:
     def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[models.WatchEvent]:
         return self._events()

@@ -32,11 +32,11 @@ import builtins
 import contextlib
 import datetime
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Self, Unpack
+from typing import Any, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._sync.commands import Commands
-from sandlot.sdk._sync.connection import Connection
+from sandlot.sdk._sync.connection import Closing, Connection
 from sandlot.sdk._sync.files import Files
 from sandlot.sdk._sync.pty import Pty
 from sandlot.sdk._core import api, models
@@ -59,7 +59,7 @@ def _config(
     )
 
 
-class Sandbox:
+class Sandbox(Closing):
     """A running sandbox: its processes (``commands``, ``pty``) and its files (``files``).
 
     Get one from :meth:`create`, :meth:`connect` or :meth:`from_env`, not from the constructor.
@@ -527,9 +527,6 @@ class Sandbox:
             >>> sbx.close()
         """
         self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         try:
