@@ -6,6 +6,11 @@ I/O code; this script rewrites it token by token into ``_sync`` (``AsyncSandbox`
 ``async def`` -> ``def``, ``await x`` -> ``x``, ``aclose`` -> ``close``...). Each generated file
 starts with a DO NOT EDIT line naming its source.
 
+Code is rewritten everywhere, string literals included (a sync ``repr`` must say ``Sandbox``).
+Docstrings and comments are prose: only the code inside them is rewritten (doctest lines, and
+``literal`` and :role:`reference` spans), so a sentence about the two flavours, or about how
+this file is made, says the same in both.
+
 Usage:
     python scripts/unasync.py           # regenerate
     python scripts/unasync.py --check   # exit 1, listing them, if generated files are stale
@@ -14,8 +19,10 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import io
 import re
 import sys
+import tokenize
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,16 +57,59 @@ SUBS = [
 COMPILED = [(re.compile(pattern), replacement) for pattern, replacement in SUBS]
 
 
-def unasync_line(line: str) -> str:
+# The code inside prose: a doctest line (from its prompt to its end), a ``literal``, a :role:`x`.
+CODE_IN_PROSE = re.compile(r"(?m)(?:>>>|\.\.\.) .*$|``[^`]+``|:[a-z]+:`[^`]+`")
+# What may come just before a docstring: the start of the file or of a statement.
+STATEMENT_START = {tokenize.ENCODING, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+
+
+def unasync_code(code: str) -> str:
+    """Rewrite code: every name, keyword and string literal in it."""
     for pattern, replacement in COMPILED:
-        line = pattern.sub(replacement, line)
-    return line
+        code = pattern.sub(replacement, code)
+    return code
+
+
+def unasync_prose(prose: str) -> str:
+    """Rewrite only the code inside a docstring or comment; its sentences stay as written."""
+    return CODE_IN_PROSE.sub(lambda match: unasync_code(match.group(0)), prose)
+
+
+def prose_spans(text: str) -> list[tuple[int, int]]:
+    """Where the docstrings and comments of ``text`` are, as (start, end) character offsets."""
+    line_starts = [0]
+    for line in text.splitlines(keepends=True):
+        line_starts.append(line_starts[-1] + len(line))
+    tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
+    spans = []
+    previous = tokenize.ENCODING
+    for index, token in enumerate(tokens):
+        is_docstring = (
+            token.type == tokenize.STRING
+            and previous in STATEMENT_START
+            and tokens[index + 1].type in (tokenize.NEWLINE, tokenize.ENDMARKER)
+        )
+        if token.type == tokenize.COMMENT or is_docstring:
+            (start_row, start_col), (end_row, end_col) = token.start, token.end
+            spans.append((line_starts[start_row - 1] + start_col, line_starts[end_row - 1] + end_col))
+        if token.type not in (tokenize.NL, tokenize.COMMENT):
+            previous = token.type
+    return spans
+
+
+def unasync_source(text: str) -> str:
+    """The sync twin of an async module: its code rewritten, its prose only where it holds code."""
+    parts, done = [], 0
+    for start, end in prose_spans(text):
+        parts += [unasync_code(text[done:start]), unasync_prose(text[start:end])]
+        done = end
+    parts.append(unasync_code(text[done:]))
+    return "".join(parts)
 
 
 def generate(source: Path, rel: str) -> str:
-    text = source.read_text()
     header = f"# Generated from {rel} by scripts/unasync.py. DO NOT EDIT.\n# ruff: noqa\n"
-    return header + "".join(unasync_line(line) for line in text.splitlines(keepends=True))
+    return header + unasync_source(source.read_text())
 
 
 def plan() -> tuple[dict[Path, str], set[Path]]:

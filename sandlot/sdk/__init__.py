@@ -63,7 +63,7 @@ from sandlot.sdk.exceptions import (
     UnsupportedError,
 )
 
-__all__ = [
+__all__: list[str] = [
     "AlreadyExistsError",
     "AsyncCommandHandle",
     "AsyncCommands",

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 __all__ = ["AsyncBackgroundTask", "BackgroundTask", "asleep", "sleep"]
 
@@ -30,8 +31,8 @@ class AsyncBackgroundTask:
         >>> await task.wait()
     """
 
-    def __init__(self, function: Callable[[], Awaitable[None]]) -> None:
-        self._task = asyncio.get_running_loop().create_task(function())
+    def __init__(self, function: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._task: asyncio.Task[None] = asyncio.get_running_loop().create_task(function())
 
     async def wait(self) -> None:
         await asyncio.shield(self._task)

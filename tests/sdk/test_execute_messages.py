@@ -137,3 +137,8 @@ def test_languages() -> None:
     assert execute.languages_request().path == "/execute/languages"
     with pytest.raises(exceptions.ProtocolError):
         execute.parse_languages(200, {}, b'{"python": 1}')
+
+
+def test_a_misspelt_option_is_refused_as_python_refuses_it() -> None:
+    with pytest.raises(TypeError, match="execute\\(\\) got an unexpected keyword argument 'timout'"):
+        execute.execute_request(language="python", code="1", timout=5)  # type: ignore[call-arg]

@@ -49,7 +49,7 @@ def test_sync_and_async_twins_take_the_same_arguments() -> None:
     ]
     for name in ("pause", "resume", "fork", "restart", "create_snapshot", "list_snapshots", "delete_snapshot"):
         pairs.append((getattr(sandlot.Sandbox, name), getattr(sandlot.AsyncSandbox, name)))
-        pairs.append((getattr(sandlot.Sandbox, f"_{name}_self"), getattr(sandlot.AsyncSandbox, f"_{name}_self")))
+        pairs.append((sandlot.Sandbox.__dict__[name].method, sandlot.AsyncSandbox.__dict__[name].method))
     for sync, async_ in pairs:
         assert inspect.iscoroutinefunction(async_) and not inspect.iscoroutinefunction(sync)
         assert list(inspect.signature(sync).parameters) == list(inspect.signature(async_).parameters)
@@ -72,4 +72,4 @@ def test_both_forms_of_an_instance_or_class_call_show_its_docstring() -> None:
         for name in ("kill", "pause", "fork", "create_snapshot"):
             doc = cls.__dict__[name].__doc__
             assert getattr(cls, name).__doc__ == doc  # the class form: Sandbox.pause("id")
-            assert cls.__dict__[f"_{name}_self"].__doc__ == doc  # what sbx.pause is bound to
+            assert cls.__dict__[name].method.__doc__ == doc  # what sbx.pause is bound to

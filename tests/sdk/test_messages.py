@@ -410,3 +410,8 @@ def test_files_requests_and_answers() -> None:
     assert filesystem.list_request("/d") == {"path": "/d", "depth": 1}
     with pytest.raises(exceptions.InvalidArgumentError):
         filesystem.list_request("/d", 0)
+
+
+def test_a_misspelt_create_option_is_refused_as_python_refuses_it() -> None:
+    with pytest.raises(TypeError, match="create\\(\\) got an unexpected keyword argument 'envvars'"):
+        api.create_sandbox(envvars={"A": "1"})  # type: ignore[call-arg]

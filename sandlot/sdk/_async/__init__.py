@@ -1,1 +1,1 @@
-"""The SDK's I/O code: ``_async`` is written by hand, ``_sync`` is generated from it by scripts/unasync.py."""
+"""The SDK's I/O code: the async package is written by hand; scripts/unasync.py generates the sync one from it."""

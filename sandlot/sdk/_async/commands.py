@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._async.connection import AsyncConnection, AsyncMessageStream
@@ -29,6 +29,15 @@ __all__ = ["AsyncCommandHandle", "AsyncCommands"]
 DEFAULT_TIMEOUT = 60.0
 OutputCallback = Callable[[str], object]
 PtyCallback = Callable[[bytes], object]
+
+
+class Outputs(TypedDict, total=False):
+    """Where a command's output goes: the keyword arguments of ``AsyncCommandHandle``."""
+
+    on_stdout: OutputCallback | None
+    on_stderr: OutputCallback | None
+    on_pty: PtyCallback | None
+    pty: bool
 
 
 class AsyncCommandHandle:
@@ -68,13 +77,7 @@ class AsyncCommandHandle:
 
     async def _open(self) -> None:
         """Read the ``start`` event: it must come first, and it carries the pid."""
-        try:
-            first = await self._stream.__anext__()
-        except StopAsyncIteration:
-            raise exceptions.ProtocolError("the process stream ended before its start event") from None
-        except BaseException:
-            await self._stream.aclose()
-            raise
+        first = await self._stream.first("the process stream ended before its start event")
         event = process.parse_event(first)
         if not isinstance(event, process.StartEvent):
             await self._stream.aclose()
@@ -202,6 +205,22 @@ class AsyncCommandHandle:
             await self._task.wait()
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``run`` besides ``background``, which picks what it returns.
+
+    They type the two overloads of ``run``; ``run`` itself documents them and has the defaults.
+    """
+
+    envs: Mapping[str, str] | None
+    cwd: str | None
+    user: str | None
+    timeout: float | None
+    stdin: bool
+    tag: str | None
+    on_stdout: OutputCallback | None
+    on_stderr: OutputCallback | None
+
+
 class AsyncCommands:
     """Run and manage commands in one sandbox (``sandbox.commands``).
 
@@ -216,35 +235,11 @@ class AsyncCommands:
 
     @overload
     async def run(
-        self,
-        cmd: str,
-        *,
-        background: Literal[False] = False,
-        envs: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        user: str | None = None,
-        timeout: float | None = None,
-        stdin: bool = False,
-        tag: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
+        self, cmd: str, *, background: Literal[False] = False, **options: Unpack[RunOptions]
     ) -> models.CommandResult: ...
 
     @overload
-    async def run(
-        self,
-        cmd: str,
-        *,
-        background: Literal[True],
-        envs: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        user: str | None = None,
-        timeout: float | None = None,
-        stdin: bool = False,
-        tag: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-    ) -> AsyncCommandHandle: ...
+    async def run(self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]) -> AsyncCommandHandle: ...
 
     async def run(
         self,
@@ -383,16 +378,11 @@ class AsyncCommands:
         *,
         user: str | None,
         timeout: float,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        on_pty: PtyCallback | None = None,
-        pty: bool = False,
+        **outputs: Unpack[Outputs],
     ) -> AsyncCommandHandle:
         headers = {**self._headers, **connect.basic_auth(user)}
         stream = await self._connection.stream(route, message, headers=headers, timeout=timeout)
-        handle = AsyncCommandHandle(
-            self, stream, on_stdout=on_stdout, on_stderr=on_stderr, on_pty=on_pty, pty=pty
-        )
+        handle = AsyncCommandHandle(self, stream, **outputs)
         await handle._open()
         return handle
 

@@ -1,4 +1,4 @@
-"""The I/O under the async SDK: one ``httpx.AsyncClient``, and the three ways requests go out.
+"""The I/O under the SDK: one ``httpx.AsyncClient``, and the three ways requests go out.
 
 * control-plane calls (:meth:`AsyncConnection.api`): a :class:`~sandlot.sdk._core.api.Request`
   sent with the API key;
@@ -29,7 +29,7 @@ from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
-__all__ = ["AsyncConnection", "AsyncMessageStream"]
+__all__ = ["AsyncClosing", "AsyncConnection", "AsyncMessageStream", "read_all"]
 
 T = TypeVar("T")
 
@@ -47,7 +47,20 @@ def _timeout(seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(seconds or None, connect=min(seconds or 30.0, 30.0))
 
 
-class AsyncConnection:
+class AsyncClosing:
+    """Something to close with :meth:`aclose`; as a context manager, at the end of the block."""
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+class AsyncConnection(AsyncClosing):
     """An HTTP client for one server, shared by a sandbox and its ``commands``, ``files``, ``pty``.
 
     Example:
@@ -66,12 +79,6 @@ class AsyncConnection:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
     # ---------------------------------------------------------------- control plane
 
     async def api(
@@ -86,9 +93,11 @@ class AsyncConnection:
         """
         url = self.config.api_url + request.path
         headers = self.config.api_headers()
-        timeout = httpx.USE_CLIENT_DEFAULT
-        if request.timeout is not None and self.config.request_timeout:
-            timeout = _timeout(max(request.timeout, self.config.request_timeout))
+        timeout = (
+            _timeout(max(request.timeout, self.config.request_timeout))
+            if request.timeout is not None and self.config.request_timeout
+            else httpx.USE_CLIENT_DEFAULT
+        )
         policy = self.config.retry_policy()
         attempt = 0
         while True:
@@ -163,9 +172,7 @@ class AsyncConnection:
         except httpx.TransportError as exc:
             raise errors.error_from_transport(exc, base) from exc
         if response.status_code != 200:
-            body = await response.aread()
-            await response.aclose()
-            connect.check_stream_response(response.status_code, "", body, context=context)
+            connect.check_stream_response(response.status_code, "", await read_all(response), context=context)
         try:
             connect.check_stream_response(200, response.headers.get("content-type", ""), context=context)
         except BaseException:
@@ -200,6 +207,14 @@ class AsyncConnection:
             raise errors.error_from_transport(exc, base) from exc
 
 
+async def read_all(response: httpx.Response) -> bytes:
+    """The whole body of a streamed answer (a short one: JSON or an error); closes the response."""
+    try:
+        return await response.aread()
+    finally:
+        await response.aclose()
+
+
 class AsyncMessageStream:
     """The messages of an open Connect stream, in order; ends at the end-of-stream envelope.
 
@@ -225,6 +240,20 @@ class AsyncMessageStream:
     async def __anext__(self) -> dict[str, Any]:
         return await self._messages.__anext__()
 
+    async def first(self, ended: str) -> dict[str, Any]:
+        """The first message (a stream's start event); ``ended`` is the error if there is none.
+
+        Raises:
+            ProtocolError: the stream ended before its first message (with ``ended``).
+        """
+        try:
+            return await self.__anext__()
+        except StopAsyncIteration:
+            raise exceptions.ProtocolError(ended) from None
+        except BaseException:
+            await self.aclose()
+            raise
+
     async def _iterate(self) -> AsyncIterator[dict[str, Any]]:
         try:
             async for chunk in self._response.aiter_raw():
@@ -235,7 +264,7 @@ class AsyncMessageStream:
             self._decoder.close()
         except httpx.TransportError as exc:
             if self._response.is_closed:
-                return  # closed on purpose by aclose()
+                return  # closed on purpose by ``aclose()``
             raise errors.error_from_transport(exc, self._base) from exc
         finally:
             await self._response.aclose()

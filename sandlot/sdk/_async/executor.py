@@ -11,8 +11,8 @@ A full queue answers 429: the SDK waits its ``Retry-After`` and tries again, at 
 ``config.retries`` times, then raises :class:`~sandlot.RateLimitedError`. A program that fails,
 times out or runs out of memory is not an exception: it is a result, with a ``status``.
 
-This file is the hand-written source of both flavours: ``scripts/unasync.py`` generates the
-sync twin, the function without its leading ``a`` and the class without its ``Async``.
+Both flavours come from one source: the async one is written by hand, and scripts/unasync.py
+generates the sync one from it (aexecute becomes execute, AsyncExecutor becomes Executor).
 
 Example:
     >>> result = await aexecute('print(input()[::-1])', language="python", stdin="olleh")
@@ -22,10 +22,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Self
+from typing import Unpack
 
-from sandlot.sdk._async.connection import AsyncConnection
+from sandlot.sdk._async.connection import AsyncClosing, AsyncConnection
 from sandlot.sdk._core import execute as messages
 from sandlot.sdk._core import models
 from sandlot.sdk._core.config import ConnectionConfig
@@ -33,7 +32,7 @@ from sandlot.sdk._core.config import ConnectionConfig
 __all__ = ["AsyncExecutor", "aexecute"]
 
 
-class AsyncExecutor:
+class AsyncExecutor(AsyncClosing):
     """Runs one-shot programs on a sandlot server over one kept-alive connection.
 
     Configuration comes from the arguments, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``.
@@ -70,16 +69,7 @@ class AsyncExecutor:
         code: str | None = None,
         *,
         language: str,
-        version: str | None = None,
-        files: Mapping[str, str | bytes] | None = None,
-        stdin: str | None = None,
-        args: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        cpu_time: float | None = None,
-        memory_mb: int | None = None,
-        output_limit: int | None = None,
-        network: bool | None = None,
+        **options: Unpack[messages.RunOptions],
     ) -> models.ExecuteResult:
         """Run one program and return how each stage ended.
 
@@ -112,20 +102,7 @@ class AsyncExecutor:
             >>> result.stdout
             '1\\n'
         """
-        request = messages.execute_request(
-            language=language,
-            code=code,
-            files=files,
-            version=version,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        request = messages.execute_request(language=language, code=code, **options)
         return await self._connection.api(request, messages.parse_result)
 
     async def languages(self) -> list[models.Language]:
@@ -145,30 +122,15 @@ class AsyncExecutor:
         """
         await self._connection.aclose()
 
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
 
 async def aexecute(
     code: str | None = None,
     *,
     language: str,
-    version: str | None = None,
-    files: Mapping[str, str | bytes] | None = None,
-    stdin: str | None = None,
-    args: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    cpu_time: float | None = None,
-    memory_mb: int | None = None,
-    output_limit: int | None = None,
-    network: bool | None = None,
     api_url: str | None = None,
     api_key: str | None = None,
     config: ConnectionConfig | None = None,
+    **options: Unpack[messages.RunOptions],
 ) -> models.ExecuteResult:
     """Run one program in a fresh sandbox and return its output and how it ended.
 
@@ -182,17 +144,4 @@ async def aexecute(
         (<StageStatus.OK: 'ok'>, 'hi\\n')
     """
     async with AsyncExecutor(api_url=api_url, api_key=api_key, config=config) as executor:
-        return await executor.execute(
-            code,
-            language=language,
-            version=version,
-            files=files,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        return await executor.execute(code, language=language, **options)

@@ -25,7 +25,12 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Seq
 from typing import IO, Any, Self
 
 from sandlot.sdk import exceptions
-from sandlot.sdk._async.connection import AsyncConnection, AsyncMessageStream
+from sandlot.sdk._async.connection import (
+    AsyncClosing,
+    AsyncConnection,
+    AsyncMessageStream,
+    read_all,
+)
 from sandlot.sdk._core import connect, filesystem, models
 
 __all__ = ["AsyncFileStream", "AsyncFiles", "AsyncWatchHandle"]
@@ -136,23 +141,9 @@ class AsyncFiles:
             >>> with open("model.bin", "rb") as f:
             ...     await sbx.files.write("/tmp/model.bin", f)
         """
-        content = _content(data)
-        headers = {
-            **self._headers,
-            **filesystem.metadata_headers(metadata),
-            "Content-Type": "application/octet-stream",
-        }
-        response = await self._connection.files_request(
-            "POST",
-            headers=headers,
-            params=filesystem.files_params(path, user=user),
-            content=content,
-        )
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        return filesystem.parse_write_answer(response.status_code, response.headers, body)[0]
+        params = filesystem.files_params(path, user=user)
+        headers = {**filesystem.metadata_headers(metadata), "Content-Type": "application/octet-stream"}
+        return (await self._post(params, headers, content=_content(data)))[0]
 
     async def write_many(
         self,
@@ -175,17 +166,15 @@ class AsyncFiles:
             filesystem.check_path(path)
             body = data.encode() if isinstance(data, str) else data
             parts.append(("file", (path, body, "application/octet-stream")))
+        params = filesystem.files_params(None, user=user)
+        return await self._post(params, filesystem.metadata_headers(metadata), files=parts)
+
+    async def _post(self, params: dict[str, str], headers: Mapping[str, str], **body: Any) -> list[models.WriteInfo]:
+        """``POST /files`` with ``body`` (``content=`` one file, ``files=`` a multipart form)."""
         response = await self._connection.files_request(
-            "POST",
-            headers={**self._headers, **filesystem.metadata_headers(metadata)},
-            params=filesystem.files_params(None, user=user),
-            files=parts,
+            "POST", headers={**self._headers, **headers}, params=params, **body
         )
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        return filesystem.parse_write_answer(response.status_code, response.headers, body)
+        return filesystem.parse_write_answer(response.status_code, response.headers, await read_all(response))
 
     async def upload(
         self,
@@ -317,7 +306,7 @@ class AsyncFiles:
         )
 
 
-class AsyncFileStream:
+class AsyncFileStream(AsyncClosing):
     """A download in progress: iterate :meth:`aiter_bytes` inside ``async with``.
 
     Example:
@@ -336,16 +325,9 @@ class AsyncFileStream:
     async def __aenter__(self) -> Self:
         response = await self._connection.files_request("GET", headers=self._headers, params=self._params)
         if response.status_code != 200:
-            try:
-                body = await response.aread()
-            finally:
-                await response.aclose()
-            filesystem.check_files_status(response.status_code, response.headers, body)
+            filesystem.check_files_status(response.status_code, response.headers, await read_all(response))
         self._response = response
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     @property
     def size(self) -> int | None:
@@ -365,7 +347,7 @@ class AsyncFileStream:
             await self._response.aclose()
 
 
-class AsyncWatchHandle:
+class AsyncWatchHandle(AsyncClosing):
     """A watch on a directory: iterate it for :class:`WatchEvent` s; close it to stop.
 
     Example:
@@ -396,13 +378,7 @@ class AsyncWatchHandle:
             timeout=self._timeout,
             context="filesystem",
         )
-        try:
-            first = await self._stream.__anext__()
-        except StopAsyncIteration:
-            raise exceptions.ProtocolError("the watch ended before it started") from None
-        except BaseException:
-            await self._stream.aclose()
-            raise
+        first = await self._stream.first("the watch ended before it started")
         if filesystem.parse_watch_message(first) != "start":
             await self._stream.aclose()
             raise exceptions.ProtocolError(f"expected the watch's start event first, got {first!r}")
@@ -410,9 +386,6 @@ class AsyncWatchHandle:
     async def __aenter__(self) -> Self:
         await self.start()
         return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
 
     def __aiter__(self) -> AsyncIterator[models.WatchEvent]:
         return self._events()

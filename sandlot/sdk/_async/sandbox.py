@@ -1,8 +1,8 @@
 """``AsyncSandbox``: create, connect to, inspect and kill sandboxes.
 
-This is the hand-written source of both SDK flavours: ``scripts/unasync.py`` turns it into
-``sandlot/sdk/_sync/sandbox.py`` (``Sandbox``), so every fix is made once. A sandbox object
-holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
+Both SDK flavours come from one source: the async one, AsyncSandbox, is written by hand, and
+scripts/unasync.py generates the sync one, Sandbox, from it, so every fix is made once. A
+sandbox object holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
 
 Configuration comes from arguments first, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``
 (see :class:`~sandlot.sdk._core.config.ConnectionConfig`). ``kill``, ``set_timeout``,
@@ -29,17 +29,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
-from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._async.commands import AsyncCommands
-from sandlot.sdk._async.connection import AsyncConnection
+from sandlot.sdk._async.connection import AsyncClosing, AsyncConnection
 from sandlot.sdk._async.files import AsyncFiles
 from sandlot.sdk._async.pty import AsyncPty
 from sandlot.sdk._core import api, models
 from sandlot.sdk._core.config import ConnectionConfig
-from sandlot.sdk._core.hybrid import hybrid
+from sandlot.sdk._core.hybrid import Takes, hybrid, split_target
 
 __all__ = ["AsyncSandbox"]
 
@@ -57,7 +57,7 @@ def _config(
     )
 
 
-class AsyncSandbox:
+class AsyncSandbox(AsyncClosing):
     """A running sandbox: its processes (``commands``, ``pty``) and its files (``files``).
 
     Get one from :meth:`create`, :meth:`connect` or :meth:`from_env`, not from the constructor.
@@ -121,18 +121,11 @@ class AsyncSandbox:
         cls,
         template: str | None = None,
         *,
-        timeout: int | None = None,
-        metadata: Mapping[str, str] | None = None,
-        envs: Mapping[str, str] | None = None,
-        secure: bool | None = None,
-        allow_internet_access: bool | None = None,
-        auto_pause: bool | None = None,
-        auto_resume: bool | None = None,
-        idle_timeout: int | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         request_timeout: float | None = None,
         config: ConnectionConfig | None = None,
+        **options: Unpack[api.SandboxOptions],
     ) -> AsyncSandbox:
         """Create a sandbox and return it running.
 
@@ -165,24 +158,8 @@ class AsyncSandbox:
             >>> sbx = await AsyncSandbox.create("base", timeout=120, envs={"MODE": "test"})
             >>> warm = await AsyncSandbox.create("warm:v1", auto_pause=True, auto_resume=True)
         """
-        connection = AsyncConnection(_config(config, api_url, api_key, request_timeout))
-        try:
-            request = api.create_sandbox(
-                template=template,
-                timeout=timeout,
-                metadata=metadata,
-                envs=envs,
-                secure=secure,
-                allow_internet_access=allow_internet_access,
-                auto_pause=auto_pause,
-                auto_resume=auto_resume,
-                idle_timeout=idle_timeout,
-            )
-            handle = await connection.api(request, api.parse_created)
-        except BaseException:
-            await connection.aclose()
-            raise
-        return cls(connection, handle)
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return await cls._open(connection_config, api.create_sandbox(template=template, **options), api.parse_created)
 
     @classmethod
     async def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncSandbox:
@@ -222,9 +199,17 @@ class AsyncSandbox:
         Example:
             >>> sbx = await AsyncSandbox.connect("sbx-1f2e")
         """
-        connection = AsyncConnection(_config(config, api_url, api_key, request_timeout))
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return await cls._open(connection_config, api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+
+    @classmethod
+    async def _open(
+        cls, config: ConnectionConfig, request: api.Request, parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle]
+    ) -> AsyncSandbox:
+        """A sandbox on a connection of its own, from the handle ``request`` is answered with."""
+        connection = AsyncConnection(config)
         try:
-            handle = await connection.api(api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+            handle = await connection.api(request, parse)
         except BaseException:
             await connection.aclose()
             raise
@@ -279,19 +264,30 @@ class AsyncSandbox:
 
     # ------------------------------------------------------- instance-or-class operations
 
-    async def _kill_self(self) -> bool:
-        return await self._connection.api(api.kill_sandbox(self.sandbox_id), api.parse_kill)
-
     @classmethod
-    async def _kill_by_id(
-        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
-    ) -> bool:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await connection.api(api.kill_sandbox(sandbox_id), api.parse_kill)
+    async def _detached(
+        cls,
+        method: Callable[..., Any],
+        takes: Takes,
+        /,
+        *args: Any,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``method`` for a sandbox known by id only, on a connection opened for this call.
 
-    kill = hybrid(
-        _kill_self,
-        _kill_by_id,
+        The class form of every :class:`~sandlot.sdk._core.hybrid.hybrid` operation comes here:
+        the stand-in sandbox has only the id and the connection, which is all they use.
+        """
+        sandbox_id, args, kwargs = split_target(takes, args, kwargs)
+        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+            stand_in = cls(connection, api.SandboxHandle(sandbox_id=sandbox_id or "", template_id="", envd_version=""))
+            return await method(stand_in, *args, **kwargs)
+
+    @hybrid
+    async def kill(self) -> bool:
         """Kill the sandbox now. Returns False if it did not exist (any more).
 
         Example:
@@ -299,102 +295,45 @@ class AsyncSandbox:
             True
             >>> await AsyncSandbox.kill("sbx-1f2e")
             False
-        """,
-    )
+        """
+        return await self._connection.api(api.kill_sandbox(self.sandbox_id), api.parse_kill)
 
-    async def _set_timeout_self(self, timeout: int) -> None:
-        await self._connection.api(api.set_timeout(self.sandbox_id, timeout), api.parse_empty)
-
-    @classmethod
-    async def _set_timeout_by_id(
-        cls,
-        sandbox_id: str,
-        timeout: int,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> None:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            await connection.api(api.set_timeout(sandbox_id, timeout), api.parse_empty)
-
-    set_timeout = hybrid(
-        _set_timeout_self,
-        _set_timeout_by_id,
+    @hybrid
+    async def set_timeout(self, timeout: int) -> None:
         """End the sandbox ``timeout`` seconds from now (shorter or longer than before).
 
         Example:
             >>> await sbx.set_timeout(3600)
             >>> await AsyncSandbox.set_timeout("sbx-1f2e", 60)
-        """,
-    )
+        """
+        await self._connection.api(api.set_timeout(self.sandbox_id, timeout), api.parse_empty)
 
-    async def _get_info_self(self) -> models.SandboxInfo:
-        return await self._connection.api(api.get_sandbox(self.sandbox_id), api.parse_info)
-
-    @classmethod
-    async def _get_info_by_id(
-        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
-    ) -> models.SandboxInfo:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await connection.api(api.get_sandbox(sandbox_id), api.parse_info)
-
-    get_info = hybrid(
-        _get_info_self,
-        _get_info_by_id,
+    @hybrid
+    async def get_info(self) -> models.SandboxInfo:
         """The sandbox as the control plane sees it: state, template, times, metadata, limits.
 
         Example:
             >>> (await sbx.get_info()).state
             'running'
-        """,
-    )
+        """
+        return await self._connection.api(api.get_sandbox(self.sandbox_id), api.parse_info)
 
-    async def _get_metrics_self(
+    @hybrid
+    async def get_metrics(
         self, *, start: datetime.datetime | None = None, end: datetime.datetime | None = None
-    ) -> list[models.SandboxMetrics]:
-        return await self._connection.api(api.get_metrics(self.sandbox_id, start=start, end=end), api.parse_metrics)
-
-    @classmethod
-    async def _get_metrics_by_id(
-        cls,
-        sandbox_id: str,
-        *,
-        start: datetime.datetime | None = None,
-        end: datetime.datetime | None = None,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> list[models.SandboxMetrics]:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await connection.api(api.get_metrics(sandbox_id, start=start, end=end), api.parse_metrics)
-
-    get_metrics = hybrid(
-        _get_metrics_self,
-        _get_metrics_by_id,
+    ) -> builtins.list[models.SandboxMetrics]:
         """CPU, memory and disk samples of the sandbox, oldest first.
 
         Example:
             >>> (await sbx.get_metrics())[-1].mem_used
             31457280
-        """,
-    )
+        """
+        return await self._connection.api(api.get_metrics(self.sandbox_id, start=start, end=end), api.parse_metrics)
 
     # ------------------------------------------------------------ pause, resume, fork, restart
 
-    async def _pause_self(self) -> bool:
-        return await self._connection.api(api.pause_sandbox(self.sandbox_id), api.parse_pause)
-
-    @classmethod
-    async def _pause_by_id(
-        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
-    ) -> bool:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await connection.api(api.pause_sandbox(sandbox_id), api.parse_pause)
-
-    pause = hybrid(
-        _pause_self,
-        _pause_by_id,
+    @hybrid
+    async def pause(self) -> bool:
         """Pause the sandbox, keeping its memory: its processes stop and go on after a resume.
 
         A paused sandbox costs disk only and has no timer: it is kept until it is resumed or
@@ -411,32 +350,11 @@ class AsyncSandbox:
             True
             >>> await AsyncSandbox.pause(sbx.sandbox_id)
             False
-        """,
-    )
+        """
+        return await self._connection.api(api.pause_sandbox(self.sandbox_id), api.parse_pause)
 
-    async def _resume_self(self, timeout: int | None = None) -> bool:
-        handle = await self._connection.api(api.resume_sandbox(self.sandbox_id, timeout=timeout), api.parse_resume)
-        if handle is not None:
-            self._adopt(handle)
-        return handle is not None
-
-    @classmethod
-    async def _resume_by_id(
-        cls,
-        sandbox_id: str,
-        timeout: int | None = None,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> bool:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            handle = await connection.api(api.resume_sandbox(sandbox_id, timeout=timeout), api.parse_resume)
-        return handle is not None
-
-    resume = hybrid(
-        _resume_self,
-        _resume_by_id,
+    @hybrid
+    async def resume(self, timeout: int | None = None) -> bool:
         """Resume a paused sandbox: every process goes on where it was, and its files are there.
 
         Args:
@@ -452,46 +370,14 @@ class AsyncSandbox:
             True
             >>> await AsyncSandbox.resume("sbx-1f2e")
             False
-        """,
-    )
+        """
+        handle = await self._connection.api(api.resume_sandbox(self.sandbox_id, timeout=timeout), api.parse_resume)
+        if handle is not None:
+            self._adopt(handle)
+        return handle is not None
 
-    async def _fork_self(self, count: int = 1, *, timeout: int | None = None) -> builtins.list[AsyncSandbox]:
-        return await self._fork(self._connection, self.sandbox_id, count, timeout)
-
-    @classmethod
-    async def _fork_by_id(
-        cls,
-        sandbox_id: str,
-        count: int = 1,
-        *,
-        timeout: int | None = None,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> builtins.list[AsyncSandbox]:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await cls._fork(connection, sandbox_id, count, timeout)
-
-    @classmethod
-    async def _fork(
-        cls, connection: AsyncConnection, sandbox_id: str, count: int, timeout: int | None
-    ) -> builtins.list[AsyncSandbox]:
-        answers = await connection.api(api.fork_sandbox(sandbox_id, count=count, timeout=timeout), api.parse_fork)
-        handles = [a for a in answers if isinstance(a, api.SandboxHandle)]
-        failures = [a for a in answers if not isinstance(a, api.SandboxHandle)]
-        if failures:
-            # All or nothing, as sandlot's own server forks: copies the caller never sees
-            # would run (and cost) until their timeout.
-            for handle in handles:
-                with contextlib.suppress(exceptions.SandlotError):
-                    await connection.api(api.kill_sandbox(handle.sandbox_id), api.parse_kill)
-            raise failures[0]
-        # Each copy gets a connection of its own: closing one must not close its siblings.
-        return [cls(AsyncConnection(connection.config), handle) for handle in handles]
-
-    fork = hybrid(
-        _fork_self,
-        _fork_by_id,
+    @hybrid
+    async def fork(self, count: int = 1, *, timeout: int | None = None) -> builtins.list[AsyncSandbox]:
         """Copy the running sandbox, memory and files, into ``count`` independent sandboxes.
 
         The original is frozen for a moment and goes on unchanged. Each copy's processes go on
@@ -514,29 +400,23 @@ class AsyncSandbox:
             >>> children = await sbx.fork(3, timeout=120)
             >>> [await c.commands.run("cat /tmp/state") for c in children]
             >>> copies = await AsyncSandbox.fork("sbx-1f2e")
-        """,
-    )
+        """
+        connection = self._connection
+        answers = await connection.api(api.fork_sandbox(self.sandbox_id, count=count, timeout=timeout), api.parse_fork)
+        handles = [a for a in answers if isinstance(a, api.SandboxHandle)]
+        failures = [a for a in answers if not isinstance(a, api.SandboxHandle)]
+        if failures:
+            # All or nothing, as sandlot's own server forks: copies the caller never sees
+            # would run (and cost) until their timeout.
+            for handle in handles:
+                with contextlib.suppress(exceptions.SandlotError):
+                    await connection.api(api.kill_sandbox(handle.sandbox_id), api.parse_kill)
+            raise failures[0]
+        # Each copy gets a connection of its own: closing one must not close its siblings.
+        return [type(self)(AsyncConnection(connection.config), handle) for handle in handles]
 
-    async def _restart_self(self, timeout: int | None = None) -> None:
-        handle = await self._connection.api(api.restart_sandbox(self.sandbox_id, timeout=timeout), api.parse_handle)
-        self._adopt(handle)
-
-    @classmethod
-    async def _restart_by_id(
-        cls,
-        sandbox_id: str,
-        timeout: int | None = None,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> None:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            await connection.api(api.restart_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
-
-    restart = hybrid(
-        _restart_self,
-        _restart_by_id,
+    @hybrid
+    async def restart(self, timeout: int | None = None) -> None:
         """Restart the sandbox from its files: every process ends and it boots clean.
 
         Running or paused, it comes back running, with the template's current build and the
@@ -549,32 +429,14 @@ class AsyncSandbox:
             >>> await sbx.restart()
             >>> (await sbx.get_info()).boot
             'clean'
-        """,
-    )
+        """
+        handle = await self._connection.api(api.restart_sandbox(self.sandbox_id, timeout=timeout), api.parse_handle)
+        self._adopt(handle)
 
     # ---------------------------------------------------------------------- snapshots
 
-    async def _create_snapshot_self(self, name: str | None = None, *, memory: bool = True) -> models.SnapshotInfo:
-        request = api.create_snapshot(self.sandbox_id, name=name, memory=memory)
-        return await self._connection.api(request, api.parse_snapshot)
-
-    @classmethod
-    async def _create_snapshot_by_id(
-        cls,
-        sandbox_id: str,
-        name: str | None = None,
-        *,
-        memory: bool = True,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> models.SnapshotInfo:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await connection.api(api.create_snapshot(sandbox_id, name=name, memory=memory), api.parse_snapshot)
-
-    create_snapshot = hybrid(
-        _create_snapshot_self,
-        _create_snapshot_by_id,
+    @hybrid
+    async def create_snapshot(self, name: str | None = None, *, memory: bool = True) -> models.SnapshotInfo:
         """Snapshot the running sandbox; ``create(template=snapshot.snapshot_id)`` starts from it.
 
         The sandbox is frozen for a moment and goes on running. Each snapshot of a name gets the
@@ -594,78 +456,41 @@ class AsyncSandbox:
             >>> snap.snapshot_id
             'deps-installed:v1'
             >>> twin = await AsyncSandbox.create(snap.snapshot_id)
-        """,
-    )
+        """
+        request = api.create_snapshot(self.sandbox_id, name=name, memory=memory)
+        return await self._connection.api(request, api.parse_snapshot)
 
-    async def _list_snapshots_self(self, *, limit: int | None = None) -> builtins.list[models.SnapshotInfo]:
-        return await self._list_snapshots(self._connection, self.sandbox_id, None, limit)
-
-    @classmethod
-    async def _list_snapshots_by_id(
-        cls,
-        sandbox_id: str | None = None,
-        *,
-        name: str | None = None,
-        limit: int | None = None,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
+    @hybrid.taking("optional_sandbox_id")
+    async def list_snapshots(
+        self, *, name: str | None = None, limit: int | None = None
     ) -> builtins.list[models.SnapshotInfo]:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await cls._list_snapshots(connection, sandbox_id, name, limit)
-
-    @staticmethod
-    async def _list_snapshots(
-        connection: AsyncConnection, sandbox_id: str | None, name: str | None, limit: int | None
-    ) -> builtins.list[models.SnapshotInfo]:
-        found: builtins.list[models.SnapshotInfo] = []
-        token = None
-        while limit is None or len(found) < limit:
-            request = api.list_snapshots(
-                sandbox_id=sandbox_id,
-                name=name,
-                limit=None if limit is None else limit - len(found),
-                next_token=token,
-            )
-            page, token = await connection.api(request, api.parse_snapshot_list)
-            found.extend(page)
-            if not token or not page:
-                break
-        return found if limit is None else found[:limit]
-
-    list_snapshots = hybrid(
-        _list_snapshots_self,
-        _list_snapshots_by_id,
         """The team's snapshots, following the server's pages up to ``limit`` in all.
 
         On an instance, the snapshots taken of this sandbox; on the class, every snapshot of
-        the team, or those of ``sandbox_id`` and (or) ``name``.
+        the team, or those of a sandbox id given first; ``name`` keeps those of that name.
 
         Example:
             >>> [s.snapshot_id for s in await sbx.list_snapshots()]
             ['deps-installed:v1', 'deps-installed:v2']
             >>> await AsyncSandbox.list_snapshots(name="deps-installed", limit=10)
-        """,
-    )
+        """
+        found: builtins.list[models.SnapshotInfo] = []
+        token = None
+        while limit is None or len(found) < limit:
+            request = api.list_snapshots(
+                sandbox_id=self.sandbox_id or None,
+                name=name,
+                limit=None if limit is None else limit - len(found),
+                next_token=token,
+            )
+            page, token = await self._connection.api(request, api.parse_snapshot_list)
+            found.extend(page)
+            if not token or not page:
+                break
+        return found if limit is None else found[:limit]
 
-    async def _delete_snapshot_self(self, snapshot_id: str) -> bool:
-        return await self._connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
-
-    @classmethod
-    async def _delete_snapshot_by_id(
-        cls,
-        snapshot_id: str,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> bool:
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            return await connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
-
-    delete_snapshot = hybrid(
-        _delete_snapshot_self,
-        _delete_snapshot_by_id,
+    @hybrid.taking("nothing")
+    async def delete_snapshot(self, snapshot_id: str) -> bool:
         """Delete a snapshot: ``name:tag`` deletes that version, a bare ``name`` every version.
 
         Sandboxes made from it are not touched.
@@ -676,8 +501,8 @@ class AsyncSandbox:
         Example:
             >>> await AsyncSandbox.delete_snapshot("deps-installed:v1")
             True
-        """,
-    )
+        """
+        return await self._connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
 
     # ---------------------------------------------------------------------- lifetime
 
@@ -700,9 +525,6 @@ class AsyncSandbox:
             >>> await sbx.aclose()
         """
         await self._connection.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:

@@ -17,8 +17,8 @@ import dataclasses
 import datetime
 import json
 import urllib.parse
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypedDict, TypeVar, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import errors, models
@@ -26,6 +26,8 @@ from sandlot.sdk._core import errors, models
 __all__ = [
     "Request",
     "SandboxHandle",
+    "SandboxOptions",
+    "check_keywords",
     "connect_sandbox",
     "create_sandbox",
     "create_snapshot",
@@ -58,6 +60,37 @@ __all__ = [
 ]
 
 DEFAULT_TEMPLATE = "base"
+T = TypeVar("T")
+
+
+class SandboxOptions(TypedDict, total=False):
+    """What a new sandbox is given: the keyword arguments of ``create`` after the template.
+
+    ``AsyncSandbox.create`` and ``Sandbox.create`` document each one; a key left out is left
+    out of the request too, so the server's default applies.
+    """
+
+    timeout: int | None
+    metadata: Mapping[str, str] | None
+    envs: Mapping[str, str] | None
+    secure: bool | None
+    allow_internet_access: bool | None
+    auto_pause: bool | None
+    auto_resume: bool | None
+    idle_timeout: int | None
+
+
+def check_keywords(options: Mapping[str, object], allowed: Any, caller: str) -> None:
+    """Refuse a keyword ``allowed`` (a TypedDict) does not have, as Python does for a signature.
+
+    Example:
+        >>> check_keywords({"timout": 5}, SandboxOptions, "create")
+        Traceback (most recent call last):
+        TypeError: create() got an unexpected keyword argument 'timout'
+    """
+    unknown = sorted(options.keys() - allowed.__optional_keys__ - allowed.__required_keys__)
+    if unknown:
+        raise TypeError(f"{caller}() got an unexpected keyword argument {unknown[0]!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,18 +135,7 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
-def create_sandbox(
-    *,
-    template: str | None = None,
-    timeout: int | None = None,
-    metadata: Mapping[str, str] | None = None,
-    envs: Mapping[str, str] | None = None,
-    secure: bool | None = None,
-    allow_internet_access: bool | None = None,
-    auto_pause: bool | None = None,
-    auto_resume: bool | None = None,
-    idle_timeout: int | None = None,
-) -> Request:
+def create_sandbox(*, template: str | None = None, **options: Unpack[SandboxOptions]) -> Request:
     """``POST /v2/sandboxes``: keys the caller left unset are omitted (the server's defaults apply).
 
     ``template`` may also name a snapshot (``name`` for its newest version, or ``name:tag``).
@@ -126,22 +148,23 @@ def create_sandbox(
         >>> create_sandbox(auto_resume=True, idle_timeout=60).json["autoResume"]
         {'enabled': True}
     """
+    check_keywords(options, SandboxOptions, "create")
     body: dict[str, Any] = {
         "templateID": template or DEFAULT_TEMPLATE,
-        "metadata": dict(metadata or {}),
-        "envVars": dict(envs or {}),
+        "metadata": dict(options.get("metadata") or {}),
+        "envVars": dict(options.get("envs") or {}),
     }
-    if timeout is not None:
+    if (timeout := options.get("timeout")) is not None:
         body["timeout"] = _seconds(timeout)
-    if secure is not None:
+    if (secure := options.get("secure")) is not None:
         body["secure"] = secure
-    if allow_internet_access is not None:
-        body["allow_internet_access"] = allow_internet_access  # snake_case on the wire, as e2b sends it
-    if auto_pause is not None:
+    if (internet := options.get("allow_internet_access")) is not None:
+        body["allow_internet_access"] = internet  # snake_case on the wire, as e2b sends it
+    if (auto_pause := options.get("auto_pause")) is not None:
         body["autoPause"] = auto_pause
-    if auto_resume is not None:
+    if (auto_resume := options.get("auto_resume")) is not None:
         body["autoResume"] = {"enabled": auto_resume}
-    if idle_timeout is not None:
+    if (idle_timeout := options.get("idle_timeout")) is not None:
         body["idleTimeout"] = _seconds(idle_timeout)
     return Request("POST", "/v2/sandboxes", json=body)
 
@@ -417,12 +440,7 @@ def parse_list(status: int, headers: Mapping[str, str], body: bytes) -> tuple[li
         >>> parse_list(200, {"x-next-token": ""}, b"[]")
         ([], None)
     """
-    raise_for_status(status, headers, body, sandbox=False)
-    items = decode_json(body)
-    if not isinstance(items, list):
-        raise exceptions.ProtocolError("sandbox list is not a JSON array")
-    token = {k.lower(): v for k, v in headers.items()}.get("x-next-token") or None
-    return [_info(item) for item in items], token
+    return _page(status, headers, body, "sandbox list", _info)
 
 
 def parse_metrics(status: int, headers: Mapping[str, str], body: bytes) -> list[models.SandboxMetrics]:
@@ -461,10 +479,7 @@ def parse_kill(status: int, headers: Mapping[str, str], body: bytes) -> bool:
         >>> parse_kill(204, {}, b""), parse_kill(404, {}, b'{"code":404,"message":"nope"}')
         (True, False)
     """
-    if status == 404:
-        return False
-    raise_for_status(status, headers, body)
-    return True
+    return _done_unless(404, status, headers, body)
 
 
 def parse_pause(status: int, headers: Mapping[str, str], body: bytes) -> bool:
@@ -474,10 +489,7 @@ def parse_pause(status: int, headers: Mapping[str, str], body: bytes) -> bool:
         >>> parse_pause(204, {}, b""), parse_pause(409, {}, b'{"code":409,"message":"paused"}')
         (True, False)
     """
-    if status == 409:
-        return False
-    raise_for_status(status, headers, body)
-    return True
+    return _done_unless(409, status, headers, body)
 
 
 def parse_created(status: int, headers: Mapping[str, str], body: bytes) -> SandboxHandle:
@@ -553,12 +565,19 @@ def parse_snapshot_list(
         >>> parse_snapshot_list(200, {}, b"[]")
         ([], None)
     """
+    return _page(status, headers, body, "snapshot list", _snapshot)
+
+
+def _page(
+    status: int, headers: Mapping[str, str], body: bytes, what: str, parse_item: Callable[[Any], T]
+) -> tuple[list[T], str | None]:
+    """One page of a list answer, and the ``X-Next-Token`` of the next page (or None)."""
     raise_for_status(status, headers, body, sandbox=False)
     items = decode_json(body)
     if not isinstance(items, list):
-        raise exceptions.ProtocolError("snapshot list is not a JSON array")
+        raise exceptions.ProtocolError(f"{what} is not a JSON array")
     token = {k.lower(): v for k, v in headers.items()}.get("x-next-token") or None
-    return [_snapshot(item) for item in items], token
+    return [parse_item(item) for item in items], token
 
 
 def parse_delete_snapshot(status: int, headers: Mapping[str, str], body: bytes) -> bool:
@@ -568,9 +587,14 @@ def parse_delete_snapshot(status: int, headers: Mapping[str, str], body: bytes) 
         >>> parse_delete_snapshot(204, {}, b""), parse_delete_snapshot(404, {}, b"nope")
         (True, False)
     """
-    if status == 404:
+    return _done_unless(404, status, headers, body, sandbox=False)
+
+
+def _done_unless(nothing_to_do: int, status: int, headers: Mapping[str, str], body: bytes, sandbox: bool = True) -> bool:
+    """True if the request did its work, False if the server answered ``nothing_to_do``."""
+    if status == nothing_to_do:
         return False
-    raise_for_status(status, headers, body, sandbox=False)
+    raise_for_status(status, headers, body, sandbox=sandbox)
     return True
 
 

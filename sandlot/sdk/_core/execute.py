@@ -20,32 +20,37 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import api, models
 
-__all__ = ["DEFAULT_RUN_TIMEOUT", "execute_request", "languages_request", "parse_languages", "parse_result"]
+__all__ = ["DEFAULT_RUN_TIMEOUT", "RunOptions", "execute_request", "languages_request", "parse_languages", "parse_result"]
 
 DEFAULT_RUN_TIMEOUT = 10.0  # the server's default wall-clock limit (contract: timeout default 10)
 _ANSWER_MARGIN = 30.0  # seconds for the server to stop the program, collect output and answer
 
 
-def execute_request(
-    *,
-    language: str,
-    code: str | None = None,
-    files: Mapping[str, str | bytes] | None = None,
-    version: str | None = None,
-    stdin: str | None = None,
-    args: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    cpu_time: float | None = None,
-    memory_mb: int | None = None,
-    output_limit: int | None = None,
-    network: bool | None = None,
-) -> api.Request:
+class RunOptions(TypedDict, total=False):
+    """How to run a program: the keyword arguments of ``execute`` after ``code`` and ``language``.
+
+    ``AsyncExecutor.execute`` documents each one; a key left out is left out of the request too,
+    so the server's default applies.
+    """
+
+    version: str | None
+    files: Mapping[str, str | bytes] | None
+    stdin: str | None
+    args: Sequence[str] | None
+    env: Mapping[str, str] | None
+    timeout: float | None
+    cpu_time: float | None
+    memory_mb: int | None
+    output_limit: int | None
+    network: bool | None
+
+
+def execute_request(*, language: str, code: str | None = None, **options: Unpack[RunOptions]) -> api.Request:
     """The ``POST /execute`` request for one program.
 
     Raises:
@@ -56,12 +61,14 @@ def execute_request(
         >>> execute_request(language="python", files={"main.py": "import util", "util.py": b"\\x00"}).json["files"]
         [{'name': 'main.py', 'content': 'import util'}, {'name': 'util.py', 'content': 'AA==', 'encoding': 'base64'}]
     """
+    api.check_keywords(options, RunOptions, "execute")
+    files, timeout = options.get("files"), options.get("timeout")
     if not language or not isinstance(language, str):
         raise exceptions.InvalidArgumentError("language must name a language, such as 'python'")
     if (code is None) == (files is None):
         raise exceptions.InvalidArgumentError("give exactly one of code and files")
     body: dict[str, Any] = {"language": language}
-    if version is not None:
+    if (version := options.get("version")) is not None:
         body["version"] = version
     if code is not None:
         if not isinstance(code, str):
@@ -72,23 +79,23 @@ def execute_request(
         if not files:
             raise exceptions.InvalidArgumentError("files must hold at least the entry point")
         body["files"] = [_file(name, content) for name, content in files.items()]
-    if stdin is not None:
+    if (stdin := options.get("stdin")) is not None:
         body["stdin"] = stdin
-    if args is not None:
+    if (args := options.get("args")) is not None:
         if isinstance(args, str):
             raise exceptions.InvalidArgumentError("args is a list of arguments, not one string")
         body["args"] = [str(a) for a in args]
-    if env is not None:
+    if (env := options.get("env")) is not None:
         body["env"] = {str(k): str(v) for k, v in env.items()}
     if timeout is not None:
         body["timeout"] = _positive(timeout, "timeout")
-    if cpu_time is not None:
+    if (cpu_time := options.get("cpu_time")) is not None:
         body["cpu_time"] = _positive(cpu_time, "cpu_time")
-    if memory_mb is not None:
+    if (memory_mb := options.get("memory_mb")) is not None:
         body["memory_mb"] = int(_positive(memory_mb, "memory_mb"))
-    if output_limit is not None:
+    if (output_limit := options.get("output_limit")) is not None:
         body["output_limit"] = int(_positive(output_limit, "output_limit"))
-    if network is not None:
+    if (network := options.get("network")) is not None:
         body["network"] = bool(network)
     wait = 2 * (timeout if timeout is not None else DEFAULT_RUN_TIMEOUT) + _ANSWER_MARGIN
     return api.Request("POST", "/execute", json=body, timeout=wait)

@@ -127,7 +127,7 @@ def parse_entry(entry: Mapping[str, Any]) -> models.EntryInfo:
         <FileType.SYMLINK: 'symlink'>
     """
     try:
-        kind = _FILE_TYPES.get(entry.get("type"))  # type: ignore[arg-type]
+        kind = _FILE_TYPES.get(entry.get("type"))
         if entry.get("isSymlink"):
             kind = models.FileType.SYMLINK
         return models.EntryInfo(
@@ -172,7 +172,7 @@ def parse_watch_message(message: Mapping[str, Any]) -> models.WatchEvent | str |
     event = message.get("filesystem")
     if not isinstance(event, dict):
         return None
-    kind = _EVENT_TYPES.get(event.get("type"))  # type: ignore[arg-type]
+    kind = _EVENT_TYPES.get(event.get("type"))
     if kind is None:
         return None
     entry = event.get("entry")

@@ -59,4 +59,4 @@ class RetryPolicy:
             return None
         if error.retry_after is not None:
             return error.retry_after if error.retry_after <= self.max_wait else None
-        return min(self.backoff * 2**attempt, self.max_wait)
+        return min(self.backoff * 2.0**attempt, self.max_wait)

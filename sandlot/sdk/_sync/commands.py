@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, overload
+from typing import Any, Literal, TypedDict, Unpack, overload
 
 from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._sync.connection import Connection, MessageStream
@@ -31,6 +31,15 @@ __all__ = ["CommandHandle", "Commands"]
 DEFAULT_TIMEOUT = 60.0
 OutputCallback = Callable[[str], object]
 PtyCallback = Callable[[bytes], object]
+
+
+class Outputs(TypedDict, total=False):
+    """Where a command's output goes: the keyword arguments of ``CommandHandle``."""
+
+    on_stdout: OutputCallback | None
+    on_stderr: OutputCallback | None
+    on_pty: PtyCallback | None
+    pty: bool
 
 
 class CommandHandle:
@@ -70,13 +79,7 @@ class CommandHandle:
 
     def _open(self) -> None:
         """Read the ``start`` event: it must come first, and it carries the pid."""
-        try:
-            first = self._stream.__next__()
-        except StopIteration:
-            raise exceptions.ProtocolError("the process stream ended before its start event") from None
-        except BaseException:
-            self._stream.close()
-            raise
+        first = self._stream.first("the process stream ended before its start event")
         event = process.parse_event(first)
         if not isinstance(event, process.StartEvent):
             self._stream.close()
@@ -204,6 +207,22 @@ class CommandHandle:
             self._task.wait()
 
 
+class RunOptions(TypedDict, total=False):
+    """The keyword arguments of ``run`` besides ``background``, which picks what it returns.
+
+    They type the two overloads of ``run``; ``run`` itself documents them and has the defaults.
+    """
+
+    envs: Mapping[str, str] | None
+    cwd: str | None
+    user: str | None
+    timeout: float | None
+    stdin: bool
+    tag: str | None
+    on_stdout: OutputCallback | None
+    on_stderr: OutputCallback | None
+
+
 class Commands:
     """Run and manage commands in one sandbox (``sandbox.commands``).
 
@@ -218,35 +237,11 @@ class Commands:
 
     @overload
     def run(
-        self,
-        cmd: str,
-        *,
-        background: Literal[False] = False,
-        envs: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        user: str | None = None,
-        timeout: float | None = None,
-        stdin: bool = False,
-        tag: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
+        self, cmd: str, *, background: Literal[False] = False, **options: Unpack[RunOptions]
     ) -> models.CommandResult: ...
 
     @overload
-    def run(
-        self,
-        cmd: str,
-        *,
-        background: Literal[True],
-        envs: Mapping[str, str] | None = None,
-        cwd: str | None = None,
-        user: str | None = None,
-        timeout: float | None = None,
-        stdin: bool = False,
-        tag: str | None = None,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-    ) -> CommandHandle: ...
+    def run(self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]) -> CommandHandle: ...
 
     def run(
         self,
@@ -385,16 +380,11 @@ class Commands:
         *,
         user: str | None,
         timeout: float,
-        on_stdout: OutputCallback | None = None,
-        on_stderr: OutputCallback | None = None,
-        on_pty: PtyCallback | None = None,
-        pty: bool = False,
+        **outputs: Unpack[Outputs],
     ) -> CommandHandle:
         headers = {**self._headers, **connect.basic_auth(user)}
         stream = self._connection.stream(route, message, headers=headers, timeout=timeout)
-        handle = CommandHandle(
-            self, stream, on_stdout=on_stdout, on_stderr=on_stderr, on_pty=on_pty, pty=pty
-        )
+        handle = CommandHandle(self, stream, **outputs)
         handle._open()
         return handle
 

@@ -1,6 +1,6 @@
 # Generated from sandlot/sdk/_async/connection.py by scripts/unasync.py. DO NOT EDIT.
 # ruff: noqa
-"""The I/O under the async SDK: one ``httpx.Client``, and the three ways requests go out.
+"""The I/O under the SDK: one ``httpx.Client``, and the three ways requests go out.
 
 * control-plane calls (:meth:`Connection.api`): a :class:`~sandlot.sdk._core.api.Request`
   sent with the API key;
@@ -31,7 +31,7 @@ from sandlot.sdk import _synchronization, exceptions
 from sandlot.sdk._core import api, connect, errors
 from sandlot.sdk._core.config import ConnectionConfig
 
-__all__ = ["Connection", "MessageStream"]
+__all__ = ["Closing", "Connection", "MessageStream", "read_all"]
 
 T = TypeVar("T")
 
@@ -49,7 +49,20 @@ def _timeout(seconds: float | None) -> httpx.Timeout:
     return httpx.Timeout(seconds or None, connect=min(seconds or 30.0, 30.0))
 
 
-class Connection:
+class Closing:
+    """Something to close with :meth:`close`; as a context manager, at the end of the block."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class Connection(Closing):
     """An HTTP client for one server, shared by a sandbox and its ``commands``, ``files``, ``pty``.
 
     Example:
@@ -68,12 +81,6 @@ class Connection:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # ---------------------------------------------------------------- control plane
 
     def api(
@@ -88,9 +95,11 @@ class Connection:
         """
         url = self.config.api_url + request.path
         headers = self.config.api_headers()
-        timeout = httpx.USE_CLIENT_DEFAULT
-        if request.timeout is not None and self.config.request_timeout:
-            timeout = _timeout(max(request.timeout, self.config.request_timeout))
+        timeout = (
+            _timeout(max(request.timeout, self.config.request_timeout))
+            if request.timeout is not None and self.config.request_timeout
+            else httpx.USE_CLIENT_DEFAULT
+        )
         policy = self.config.retry_policy()
         attempt = 0
         while True:
@@ -165,9 +174,7 @@ class Connection:
         except httpx.TransportError as exc:
             raise errors.error_from_transport(exc, base) from exc
         if response.status_code != 200:
-            body = response.read()
-            response.close()
-            connect.check_stream_response(response.status_code, "", body, context=context)
+            connect.check_stream_response(response.status_code, "", read_all(response), context=context)
         try:
             connect.check_stream_response(200, response.headers.get("content-type", ""), context=context)
         except BaseException:
@@ -202,6 +209,14 @@ class Connection:
             raise errors.error_from_transport(exc, base) from exc
 
 
+def read_all(response: httpx.Response) -> bytes:
+    """The whole body of a streamed answer (a short one: JSON or an error); closes the response."""
+    try:
+        return response.read()
+    finally:
+        response.close()
+
+
 class MessageStream:
     """The messages of an open Connect stream, in order; ends at the end-of-stream envelope.
 
@@ -227,6 +242,20 @@ class MessageStream:
     def __next__(self) -> dict[str, Any]:
         return self._messages.__next__()
 
+    def first(self, ended: str) -> dict[str, Any]:
+        """The first message (a stream's start event); ``ended`` is the error if there is none.
+
+        Raises:
+            ProtocolError: the stream ended before its first message (with ``ended``).
+        """
+        try:
+            return self.__next__()
+        except StopIteration:
+            raise exceptions.ProtocolError(ended) from None
+        except BaseException:
+            self.close()
+            raise
+
     def _iterate(self) -> Iterator[dict[str, Any]]:
         try:
             for chunk in self._response.iter_raw():
@@ -237,7 +266,7 @@ class MessageStream:
             self._decoder.close()
         except httpx.TransportError as exc:
             if self._response.is_closed:
-                return  # closed on purpose by close()
+                return  # closed on purpose by ``close()``
             raise errors.error_from_transport(exc, self._base) from exc
         finally:
             self._response.close()

@@ -13,8 +13,8 @@ A full queue answers 429: the SDK waits its ``Retry-After`` and tries again, at 
 ``config.retries`` times, then raises :class:`~sandlot.RateLimitedError`. A program that fails,
 times out or runs out of memory is not an exception: it is a result, with a ``status``.
 
-This file is the hand-written source of both flavours: ``scripts/unasync.py`` generates the
-sync twin, the function without its leading ``a`` and the class without its ``Async``.
+Both flavours come from one source: the async one is written by hand, and scripts/unasync.py
+generates the sync one from it (aexecute becomes execute, AsyncExecutor becomes Executor).
 
 Example:
     >>> result = execute('print(input()[::-1])', language="python", stdin="olleh")
@@ -24,10 +24,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Self
+from typing import Unpack
 
-from sandlot.sdk._sync.connection import Connection
+from sandlot.sdk._sync.connection import Closing, Connection
 from sandlot.sdk._core import execute as messages
 from sandlot.sdk._core import models
 from sandlot.sdk._core.config import ConnectionConfig
@@ -35,7 +34,7 @@ from sandlot.sdk._core.config import ConnectionConfig
 __all__ = ["Executor", "execute"]
 
 
-class Executor:
+class Executor(Closing):
     """Runs one-shot programs on a sandlot server over one kept-alive connection.
 
     Configuration comes from the arguments, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``.
@@ -72,16 +71,7 @@ class Executor:
         code: str | None = None,
         *,
         language: str,
-        version: str | None = None,
-        files: Mapping[str, str | bytes] | None = None,
-        stdin: str | None = None,
-        args: Sequence[str] | None = None,
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,
-        cpu_time: float | None = None,
-        memory_mb: int | None = None,
-        output_limit: int | None = None,
-        network: bool | None = None,
+        **options: Unpack[messages.RunOptions],
     ) -> models.ExecuteResult:
         """Run one program and return how each stage ended.
 
@@ -114,20 +104,7 @@ class Executor:
             >>> result.stdout
             '1\\n'
         """
-        request = messages.execute_request(
-            language=language,
-            code=code,
-            files=files,
-            version=version,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        request = messages.execute_request(language=language, code=code, **options)
         return self._connection.api(request, messages.parse_result)
 
     def languages(self) -> list[models.Language]:
@@ -147,30 +124,15 @@ class Executor:
         """
         self._connection.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
 
 def execute(
     code: str | None = None,
     *,
     language: str,
-    version: str | None = None,
-    files: Mapping[str, str | bytes] | None = None,
-    stdin: str | None = None,
-    args: Sequence[str] | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float | None = None,
-    cpu_time: float | None = None,
-    memory_mb: int | None = None,
-    output_limit: int | None = None,
-    network: bool | None = None,
     api_url: str | None = None,
     api_key: str | None = None,
     config: ConnectionConfig | None = None,
+    **options: Unpack[messages.RunOptions],
 ) -> models.ExecuteResult:
     """Run one program in a fresh sandbox and return its output and how it ended.
 
@@ -184,17 +146,4 @@ def execute(
         (<StageStatus.OK: 'ok'>, 'hi\\n')
     """
     with Executor(api_url=api_url, api_key=api_key, config=config) as executor:
-        return executor.execute(
-            code,
-            language=language,
-            version=version,
-            files=files,
-            stdin=stdin,
-            args=args,
-            env=env,
-            timeout=timeout,
-            cpu_time=cpu_time,
-            memory_mb=memory_mb,
-            output_limit=output_limit,
-            network=network,
-        )
+        return executor.execute(code, language=language, **options)

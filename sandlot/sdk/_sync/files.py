@@ -27,7 +27,12 @@ from collections.abc import Iterable, Iterator, Callable, Mapping, Sequence
 from typing import IO, Any, Self
 
 from sandlot.sdk import exceptions
-from sandlot.sdk._sync.connection import Connection, MessageStream
+from sandlot.sdk._sync.connection import (
+    Closing,
+    Connection,
+    MessageStream,
+    read_all,
+)
 from sandlot.sdk._core import connect, filesystem, models
 
 __all__ = ["FileStream", "Files", "WatchHandle"]
@@ -138,23 +143,9 @@ class Files:
             >>> with open("model.bin", "rb") as f:
             ...     sbx.files.write("/tmp/model.bin", f)
         """
-        content = _content(data)
-        headers = {
-            **self._headers,
-            **filesystem.metadata_headers(metadata),
-            "Content-Type": "application/octet-stream",
-        }
-        response = self._connection.files_request(
-            "POST",
-            headers=headers,
-            params=filesystem.files_params(path, user=user),
-            content=content,
-        )
-        try:
-            body = response.read()
-        finally:
-            response.close()
-        return filesystem.parse_write_answer(response.status_code, response.headers, body)[0]
+        params = filesystem.files_params(path, user=user)
+        headers = {**filesystem.metadata_headers(metadata), "Content-Type": "application/octet-stream"}
+        return (self._post(params, headers, content=_content(data)))[0]
 
     def write_many(
         self,
@@ -177,17 +168,15 @@ class Files:
             filesystem.check_path(path)
             body = data.encode() if isinstance(data, str) else data
             parts.append(("file", (path, body, "application/octet-stream")))
+        params = filesystem.files_params(None, user=user)
+        return self._post(params, filesystem.metadata_headers(metadata), files=parts)
+
+    def _post(self, params: dict[str, str], headers: Mapping[str, str], **body: Any) -> list[models.WriteInfo]:
+        """``POST /files`` with ``body`` (``content=`` one file, ``files=`` a multipart form)."""
         response = self._connection.files_request(
-            "POST",
-            headers={**self._headers, **filesystem.metadata_headers(metadata)},
-            params=filesystem.files_params(None, user=user),
-            files=parts,
+            "POST", headers={**self._headers, **headers}, params=params, **body
         )
-        try:
-            body = response.read()
-        finally:
-            response.close()
-        return filesystem.parse_write_answer(response.status_code, response.headers, body)
+        return filesystem.parse_write_answer(response.status_code, response.headers, read_all(response))
 
     def upload(
         self,
@@ -319,7 +308,7 @@ class Files:
         )
 
 
-class FileStream:
+class FileStream(Closing):
     """A download in progress: iterate :meth:`iter_bytes` inside ``with``.
 
     Example:
@@ -338,16 +327,9 @@ class FileStream:
     def __enter__(self) -> Self:
         response = self._connection.files_request("GET", headers=self._headers, params=self._params)
         if response.status_code != 200:
-            try:
-                body = response.read()
-            finally:
-                response.close()
-            filesystem.check_files_status(response.status_code, response.headers, body)
+            filesystem.check_files_status(response.status_code, response.headers, read_all(response))
         self._response = response
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     @property
     def size(self) -> int | None:
@@ -367,7 +349,7 @@ class FileStream:
             self._response.close()
 
 
-class WatchHandle:
+class WatchHandle(Closing):
     """A watch on a directory: iterate it for :class:`WatchEvent` s; close it to stop.
 
     Example:
@@ -398,13 +380,7 @@ class WatchHandle:
             timeout=self._timeout,
             context="filesystem",
         )
-        try:
-            first = self._stream.__next__()
-        except StopIteration:
-            raise exceptions.ProtocolError("the watch ended before it started") from None
-        except BaseException:
-            self._stream.close()
-            raise
+        first = self._stream.first("the watch ended before it started")
         if filesystem.parse_watch_message(first) != "start":
             self._stream.close()
             raise exceptions.ProtocolError(f"expected the watch's start event first, got {first!r}")
@@ -412,9 +388,6 @@ class WatchHandle:
     def __enter__(self) -> Self:
         self.start()
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __iter__(self) -> Iterator[models.WatchEvent]:
         return self._events()

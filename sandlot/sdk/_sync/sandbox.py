@@ -2,9 +2,9 @@
 # ruff: noqa
 """``Sandbox``: create, connect to, inspect and kill sandboxes.
 
-This is the hand-written source of both SDK flavours: ``scripts/unasync.py`` turns it into
-``sandlot/sdk/_sync/sandbox.py`` (``Sandbox``), so every fix is made once. A sandbox object
-holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
+Both SDK flavours come from one source: the async one, AsyncSandbox, is written by hand, and
+scripts/unasync.py generates the sync one, Sandbox, from it, so every fix is made once. A
+sandbox object holds one HTTP client for both planes; ``commands``, ``files`` and ``pty`` share it.
 
 Configuration comes from arguments first, then ``SANDLOT_API_URL`` and ``SANDLOT_API_KEY``
 (see :class:`~sandlot.sdk._core.config.ConnectionConfig`). ``kill``, ``set_timeout``,
@@ -31,17 +31,17 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
-from collections.abc import Mapping, Sequence
-from typing import Any, Self
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._sync.commands import Commands
-from sandlot.sdk._sync.connection import Connection
+from sandlot.sdk._sync.connection import Closing, Connection
 from sandlot.sdk._sync.files import Files
 from sandlot.sdk._sync.pty import Pty
 from sandlot.sdk._core import api, models
 from sandlot.sdk._core.config import ConnectionConfig
-from sandlot.sdk._core.hybrid import hybrid
+from sandlot.sdk._core.hybrid import Takes, hybrid, split_target
 
 __all__ = ["Sandbox"]
 
@@ -59,7 +59,7 @@ def _config(
     )
 
 
-class Sandbox:
+class Sandbox(Closing):
     """A running sandbox: its processes (``commands``, ``pty``) and its files (``files``).
 
     Get one from :meth:`create`, :meth:`connect` or :meth:`from_env`, not from the constructor.
@@ -123,18 +123,11 @@ class Sandbox:
         cls,
         template: str | None = None,
         *,
-        timeout: int | None = None,
-        metadata: Mapping[str, str] | None = None,
-        envs: Mapping[str, str] | None = None,
-        secure: bool | None = None,
-        allow_internet_access: bool | None = None,
-        auto_pause: bool | None = None,
-        auto_resume: bool | None = None,
-        idle_timeout: int | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         request_timeout: float | None = None,
         config: ConnectionConfig | None = None,
+        **options: Unpack[api.SandboxOptions],
     ) -> Sandbox:
         """Create a sandbox and return it running.
 
@@ -167,24 +160,8 @@ class Sandbox:
             >>> sbx = Sandbox.create("base", timeout=120, envs={"MODE": "test"})
             >>> warm = Sandbox.create("warm:v1", auto_pause=True, auto_resume=True)
         """
-        connection = Connection(_config(config, api_url, api_key, request_timeout))
-        try:
-            request = api.create_sandbox(
-                template=template,
-                timeout=timeout,
-                metadata=metadata,
-                envs=envs,
-                secure=secure,
-                allow_internet_access=allow_internet_access,
-                auto_pause=auto_pause,
-                auto_resume=auto_resume,
-                idle_timeout=idle_timeout,
-            )
-            handle = connection.api(request, api.parse_created)
-        except BaseException:
-            connection.close()
-            raise
-        return cls(connection, handle)
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return cls._open(connection_config, api.create_sandbox(template=template, **options), api.parse_created)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Sandbox:
@@ -224,9 +201,17 @@ class Sandbox:
         Example:
             >>> sbx = Sandbox.connect("sbx-1f2e")
         """
-        connection = Connection(_config(config, api_url, api_key, request_timeout))
+        connection_config = _config(config, api_url, api_key, request_timeout)
+        return cls._open(connection_config, api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+
+    @classmethod
+    def _open(
+        cls, config: ConnectionConfig, request: api.Request, parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle]
+    ) -> Sandbox:
+        """A sandbox on a connection of its own, from the handle ``request`` is answered with."""
+        connection = Connection(config)
         try:
-            handle = connection.api(api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
+            handle = connection.api(request, parse)
         except BaseException:
             connection.close()
             raise
@@ -281,19 +266,30 @@ class Sandbox:
 
     # ------------------------------------------------------- instance-or-class operations
 
-    def _kill_self(self) -> bool:
-        return self._connection.api(api.kill_sandbox(self.sandbox_id), api.parse_kill)
-
     @classmethod
-    def _kill_by_id(
-        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
-    ) -> bool:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return connection.api(api.kill_sandbox(sandbox_id), api.parse_kill)
+    def _detached(
+        cls,
+        method: Callable[..., Any],
+        takes: Takes,
+        /,
+        *args: Any,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        config: ConnectionConfig | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``method`` for a sandbox known by id only, on a connection opened for this call.
 
-    kill = hybrid(
-        _kill_self,
-        _kill_by_id,
+        The class form of every :class:`~sandlot.sdk._core.hybrid.hybrid` operation comes here:
+        the stand-in sandbox has only the id and the connection, which is all they use.
+        """
+        sandbox_id, args, kwargs = split_target(takes, args, kwargs)
+        with Connection(_config(config, api_url, api_key, None)) as connection:
+            stand_in = cls(connection, api.SandboxHandle(sandbox_id=sandbox_id or "", template_id="", envd_version=""))
+            return method(stand_in, *args, **kwargs)
+
+    @hybrid
+    def kill(self) -> bool:
         """Kill the sandbox now. Returns False if it did not exist (any more).
 
         Example:
@@ -301,102 +297,45 @@ class Sandbox:
             True
             >>> Sandbox.kill("sbx-1f2e")
             False
-        """,
-    )
+        """
+        return self._connection.api(api.kill_sandbox(self.sandbox_id), api.parse_kill)
 
-    def _set_timeout_self(self, timeout: int) -> None:
-        self._connection.api(api.set_timeout(self.sandbox_id, timeout), api.parse_empty)
-
-    @classmethod
-    def _set_timeout_by_id(
-        cls,
-        sandbox_id: str,
-        timeout: int,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> None:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            connection.api(api.set_timeout(sandbox_id, timeout), api.parse_empty)
-
-    set_timeout = hybrid(
-        _set_timeout_self,
-        _set_timeout_by_id,
+    @hybrid
+    def set_timeout(self, timeout: int) -> None:
         """End the sandbox ``timeout`` seconds from now (shorter or longer than before).
 
         Example:
             >>> sbx.set_timeout(3600)
             >>> Sandbox.set_timeout("sbx-1f2e", 60)
-        """,
-    )
+        """
+        self._connection.api(api.set_timeout(self.sandbox_id, timeout), api.parse_empty)
 
-    def _get_info_self(self) -> models.SandboxInfo:
-        return self._connection.api(api.get_sandbox(self.sandbox_id), api.parse_info)
-
-    @classmethod
-    def _get_info_by_id(
-        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
-    ) -> models.SandboxInfo:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return connection.api(api.get_sandbox(sandbox_id), api.parse_info)
-
-    get_info = hybrid(
-        _get_info_self,
-        _get_info_by_id,
+    @hybrid
+    def get_info(self) -> models.SandboxInfo:
         """The sandbox as the control plane sees it: state, template, times, metadata, limits.
 
         Example:
             >>> (sbx.get_info()).state
             'running'
-        """,
-    )
+        """
+        return self._connection.api(api.get_sandbox(self.sandbox_id), api.parse_info)
 
-    def _get_metrics_self(
+    @hybrid
+    def get_metrics(
         self, *, start: datetime.datetime | None = None, end: datetime.datetime | None = None
-    ) -> list[models.SandboxMetrics]:
-        return self._connection.api(api.get_metrics(self.sandbox_id, start=start, end=end), api.parse_metrics)
-
-    @classmethod
-    def _get_metrics_by_id(
-        cls,
-        sandbox_id: str,
-        *,
-        start: datetime.datetime | None = None,
-        end: datetime.datetime | None = None,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> list[models.SandboxMetrics]:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return connection.api(api.get_metrics(sandbox_id, start=start, end=end), api.parse_metrics)
-
-    get_metrics = hybrid(
-        _get_metrics_self,
-        _get_metrics_by_id,
+    ) -> builtins.list[models.SandboxMetrics]:
         """CPU, memory and disk samples of the sandbox, oldest first.
 
         Example:
             >>> (sbx.get_metrics())[-1].mem_used
             31457280
-        """,
-    )
+        """
+        return self._connection.api(api.get_metrics(self.sandbox_id, start=start, end=end), api.parse_metrics)
 
     # ------------------------------------------------------------ pause, resume, fork, restart
 
-    def _pause_self(self) -> bool:
-        return self._connection.api(api.pause_sandbox(self.sandbox_id), api.parse_pause)
-
-    @classmethod
-    def _pause_by_id(
-        cls, sandbox_id: str, *, api_url: str | None = None, api_key: str | None = None, config: ConnectionConfig | None = None
-    ) -> bool:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return connection.api(api.pause_sandbox(sandbox_id), api.parse_pause)
-
-    pause = hybrid(
-        _pause_self,
-        _pause_by_id,
+    @hybrid
+    def pause(self) -> bool:
         """Pause the sandbox, keeping its memory: its processes stop and go on after a resume.
 
         A paused sandbox costs disk only and has no timer: it is kept until it is resumed or
@@ -413,32 +352,11 @@ class Sandbox:
             True
             >>> Sandbox.pause(sbx.sandbox_id)
             False
-        """,
-    )
+        """
+        return self._connection.api(api.pause_sandbox(self.sandbox_id), api.parse_pause)
 
-    def _resume_self(self, timeout: int | None = None) -> bool:
-        handle = self._connection.api(api.resume_sandbox(self.sandbox_id, timeout=timeout), api.parse_resume)
-        if handle is not None:
-            self._adopt(handle)
-        return handle is not None
-
-    @classmethod
-    def _resume_by_id(
-        cls,
-        sandbox_id: str,
-        timeout: int | None = None,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> bool:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            handle = connection.api(api.resume_sandbox(sandbox_id, timeout=timeout), api.parse_resume)
-        return handle is not None
-
-    resume = hybrid(
-        _resume_self,
-        _resume_by_id,
+    @hybrid
+    def resume(self, timeout: int | None = None) -> bool:
         """Resume a paused sandbox: every process goes on where it was, and its files are there.
 
         Args:
@@ -454,46 +372,14 @@ class Sandbox:
             True
             >>> Sandbox.resume("sbx-1f2e")
             False
-        """,
-    )
+        """
+        handle = self._connection.api(api.resume_sandbox(self.sandbox_id, timeout=timeout), api.parse_resume)
+        if handle is not None:
+            self._adopt(handle)
+        return handle is not None
 
-    def _fork_self(self, count: int = 1, *, timeout: int | None = None) -> builtins.list[Sandbox]:
-        return self._fork(self._connection, self.sandbox_id, count, timeout)
-
-    @classmethod
-    def _fork_by_id(
-        cls,
-        sandbox_id: str,
-        count: int = 1,
-        *,
-        timeout: int | None = None,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> builtins.list[Sandbox]:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return cls._fork(connection, sandbox_id, count, timeout)
-
-    @classmethod
-    def _fork(
-        cls, connection: Connection, sandbox_id: str, count: int, timeout: int | None
-    ) -> builtins.list[Sandbox]:
-        answers = connection.api(api.fork_sandbox(sandbox_id, count=count, timeout=timeout), api.parse_fork)
-        handles = [a for a in answers if isinstance(a, api.SandboxHandle)]
-        failures = [a for a in answers if not isinstance(a, api.SandboxHandle)]
-        if failures:
-            # All or nothing, as sandlot's own server forks: copies the caller never sees
-            # would run (and cost) until their timeout.
-            for handle in handles:
-                with contextlib.suppress(exceptions.SandlotError):
-                    connection.api(api.kill_sandbox(handle.sandbox_id), api.parse_kill)
-            raise failures[0]
-        # Each copy gets a connection of its own: closing one must not close its siblings.
-        return [cls(Connection(connection.config), handle) for handle in handles]
-
-    fork = hybrid(
-        _fork_self,
-        _fork_by_id,
+    @hybrid
+    def fork(self, count: int = 1, *, timeout: int | None = None) -> builtins.list[Sandbox]:
         """Copy the running sandbox, memory and files, into ``count`` independent sandboxes.
 
         The original is frozen for a moment and goes on unchanged. Each copy's processes go on
@@ -516,29 +402,23 @@ class Sandbox:
             >>> children = sbx.fork(3, timeout=120)
             >>> [c.commands.run("cat /tmp/state") for c in children]
             >>> copies = Sandbox.fork("sbx-1f2e")
-        """,
-    )
+        """
+        connection = self._connection
+        answers = connection.api(api.fork_sandbox(self.sandbox_id, count=count, timeout=timeout), api.parse_fork)
+        handles = [a for a in answers if isinstance(a, api.SandboxHandle)]
+        failures = [a for a in answers if not isinstance(a, api.SandboxHandle)]
+        if failures:
+            # All or nothing, as sandlot's own server forks: copies the caller never sees
+            # would run (and cost) until their timeout.
+            for handle in handles:
+                with contextlib.suppress(exceptions.SandlotError):
+                    connection.api(api.kill_sandbox(handle.sandbox_id), api.parse_kill)
+            raise failures[0]
+        # Each copy gets a connection of its own: closing one must not close its siblings.
+        return [type(self)(Connection(connection.config), handle) for handle in handles]
 
-    def _restart_self(self, timeout: int | None = None) -> None:
-        handle = self._connection.api(api.restart_sandbox(self.sandbox_id, timeout=timeout), api.parse_handle)
-        self._adopt(handle)
-
-    @classmethod
-    def _restart_by_id(
-        cls,
-        sandbox_id: str,
-        timeout: int | None = None,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> None:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            connection.api(api.restart_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
-
-    restart = hybrid(
-        _restart_self,
-        _restart_by_id,
+    @hybrid
+    def restart(self, timeout: int | None = None) -> None:
         """Restart the sandbox from its files: every process ends and it boots clean.
 
         Running or paused, it comes back running, with the template's current build and the
@@ -551,32 +431,14 @@ class Sandbox:
             >>> sbx.restart()
             >>> (sbx.get_info()).boot
             'clean'
-        """,
-    )
+        """
+        handle = self._connection.api(api.restart_sandbox(self.sandbox_id, timeout=timeout), api.parse_handle)
+        self._adopt(handle)
 
     # ---------------------------------------------------------------------- snapshots
 
-    def _create_snapshot_self(self, name: str | None = None, *, memory: bool = True) -> models.SnapshotInfo:
-        request = api.create_snapshot(self.sandbox_id, name=name, memory=memory)
-        return self._connection.api(request, api.parse_snapshot)
-
-    @classmethod
-    def _create_snapshot_by_id(
-        cls,
-        sandbox_id: str,
-        name: str | None = None,
-        *,
-        memory: bool = True,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> models.SnapshotInfo:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return connection.api(api.create_snapshot(sandbox_id, name=name, memory=memory), api.parse_snapshot)
-
-    create_snapshot = hybrid(
-        _create_snapshot_self,
-        _create_snapshot_by_id,
+    @hybrid
+    def create_snapshot(self, name: str | None = None, *, memory: bool = True) -> models.SnapshotInfo:
         """Snapshot the running sandbox; ``create(template=snapshot.snapshot_id)`` starts from it.
 
         The sandbox is frozen for a moment and goes on running. Each snapshot of a name gets the
@@ -596,78 +458,41 @@ class Sandbox:
             >>> snap.snapshot_id
             'deps-installed:v1'
             >>> twin = Sandbox.create(snap.snapshot_id)
-        """,
-    )
+        """
+        request = api.create_snapshot(self.sandbox_id, name=name, memory=memory)
+        return self._connection.api(request, api.parse_snapshot)
 
-    def _list_snapshots_self(self, *, limit: int | None = None) -> builtins.list[models.SnapshotInfo]:
-        return self._list_snapshots(self._connection, self.sandbox_id, None, limit)
-
-    @classmethod
-    def _list_snapshots_by_id(
-        cls,
-        sandbox_id: str | None = None,
-        *,
-        name: str | None = None,
-        limit: int | None = None,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
+    @hybrid.taking("optional_sandbox_id")
+    def list_snapshots(
+        self, *, name: str | None = None, limit: int | None = None
     ) -> builtins.list[models.SnapshotInfo]:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return cls._list_snapshots(connection, sandbox_id, name, limit)
-
-    @staticmethod
-    def _list_snapshots(
-        connection: Connection, sandbox_id: str | None, name: str | None, limit: int | None
-    ) -> builtins.list[models.SnapshotInfo]:
-        found: builtins.list[models.SnapshotInfo] = []
-        token = None
-        while limit is None or len(found) < limit:
-            request = api.list_snapshots(
-                sandbox_id=sandbox_id,
-                name=name,
-                limit=None if limit is None else limit - len(found),
-                next_token=token,
-            )
-            page, token = connection.api(request, api.parse_snapshot_list)
-            found.extend(page)
-            if not token or not page:
-                break
-        return found if limit is None else found[:limit]
-
-    list_snapshots = hybrid(
-        _list_snapshots_self,
-        _list_snapshots_by_id,
         """The team's snapshots, following the server's pages up to ``limit`` in all.
 
         On an instance, the snapshots taken of this sandbox; on the class, every snapshot of
-        the team, or those of ``sandbox_id`` and (or) ``name``.
+        the team, or those of a sandbox id given first; ``name`` keeps those of that name.
 
         Example:
             >>> [s.snapshot_id for s in sbx.list_snapshots()]
             ['deps-installed:v1', 'deps-installed:v2']
             >>> Sandbox.list_snapshots(name="deps-installed", limit=10)
-        """,
-    )
+        """
+        found: builtins.list[models.SnapshotInfo] = []
+        token = None
+        while limit is None or len(found) < limit:
+            request = api.list_snapshots(
+                sandbox_id=self.sandbox_id or None,
+                name=name,
+                limit=None if limit is None else limit - len(found),
+                next_token=token,
+            )
+            page, token = self._connection.api(request, api.parse_snapshot_list)
+            found.extend(page)
+            if not token or not page:
+                break
+        return found if limit is None else found[:limit]
 
-    def _delete_snapshot_self(self, snapshot_id: str) -> bool:
-        return self._connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
-
-    @classmethod
-    def _delete_snapshot_by_id(
-        cls,
-        snapshot_id: str,
-        *,
-        api_url: str | None = None,
-        api_key: str | None = None,
-        config: ConnectionConfig | None = None,
-    ) -> bool:
-        with Connection(_config(config, api_url, api_key, None)) as connection:
-            return connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
-
-    delete_snapshot = hybrid(
-        _delete_snapshot_self,
-        _delete_snapshot_by_id,
+    @hybrid.taking("nothing")
+    def delete_snapshot(self, snapshot_id: str) -> bool:
         """Delete a snapshot: ``name:tag`` deletes that version, a bare ``name`` every version.
 
         Sandboxes made from it are not touched.
@@ -678,8 +503,8 @@ class Sandbox:
         Example:
             >>> Sandbox.delete_snapshot("deps-installed:v1")
             True
-        """,
-    )
+        """
+        return self._connection.api(api.delete_snapshot(snapshot_id), api.parse_delete_snapshot)
 
     # ---------------------------------------------------------------------- lifetime
 
@@ -702,9 +527,6 @@ class Sandbox:
             >>> sbx.close()
         """
         self._connection.close()
-
-    def __enter__(self) -> Self:
-        return self
 
     def __exit__(self, *exc_info: object) -> None:
         try:
