@@ -1,0 +1,620 @@
+"""`FakeDriver`: the driver contract held in memory, for the lifecycle state machine's unit tests.
+
+It needs no root, no runc, no CRIU and no network: a sandbox is a record in a dict and a
+directory under ``data_dir`` (its root filesystem, for `filesystem` and `put_files`), and its
+processes are a model of five commands (`_Process`). Its states follow `RuncDriver`'s rules
+and raise the same errors in the same cases (a checkpoint of a checkpointed sandbox, a restore
+of a running one, a process started in a paused one, an id it does not hold...), so that the
+manager's state machine can be tested on it in milliseconds.
+
+What a checkpoint, fork or snapshot keeps of the processes (their "memory") is written as JSON
+into the directory the caller names, and a restore reads it back: the snapshot store sees an
+image, and a checkpoint removed under a paused sandbox makes its restore fail, as with CRIU.
+
+It is not a sandbox and shows nothing that only runc can: no process runs, nothing is isolated
+or limited, no stream survives anything, and a crash in the middle of an operation is not
+modelled. Those are tested on the real driver (tests/runtime, tests/api). It is not registered
+as a ``sandlot.runtime_drivers`` entry point, so that no setting can start a server on it:
+tests import it.
+
+Example:
+    >>> driver = FakeDriver(settings.runtime)
+    >>> manager = SandboxManager(driver, database, settings)
+    >>> driver.fail_next("restore")  # the next restore raises RuntimeDriverError
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import dataclasses
+import errno
+import ipaddress
+import itertools
+import json
+import os
+import re
+import shutil
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from sandlot.config import RuntimeSettings
+from sandlot.runtime import base, errors, models
+
+__all__ = ["FakeDriver"]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_IMAGE = "fake-memory.json"
+"""The one file of a checkpoint's images: the processes that were running."""
+_MEMORY_BYTES = 16 << 20
+"""What `stats` says a sandbox uses, whatever runs in it."""
+_OPERATIONS = frozenset({
+    "create", "start", "attach", "processes", "pause", "resume", "stats", "update", "reset",
+    "put_files", "destroy", "reconcile", "checkpoint", "restore", "fork", "snapshot",
+    "create_from_snapshot", "restart",
+})  # fmt: skip
+"""What `FakeDriver.fail_next` can make fail."""
+
+
+class _Process:
+    """One process of the model. ``echo`` prints its arguments, ``true`` and ``false`` exit 0
+    and 1, ``cat`` copies stdin to stdout until stdin closes, ``sleep`` runs until a signal
+    ends it; time never passes. Any other program does not exist (ENOENT)."""
+
+    PROGRAMS = frozenset({"echo", "true", "false", "cat", "sleep"})
+
+    def __init__(self, pid: int, spec: models.ProcessSpec) -> None:
+        if spec.argv[0].rsplit("/", 1)[-1] not in self.PROGRAMS:
+            raise errors.ProcessStartError(f"{spec.argv[0]}: no such file or directory", errno.ENOENT)
+        self.pid = pid
+        self.spec = spec
+        self.program = spec.argv[0].rsplit("/", 1)[-1]
+        self.stdin_open = spec.stdin
+        self.exit: models.ExitStatus | None = None
+        self.streams: set[_Stream] = set()
+
+    def run(self) -> None:
+        """What the program does as soon as it starts."""
+        if self.program == "echo":
+            self._emit((" ".join(self.spec.argv[1:]) + "\n").encode())
+        if self.program in ("echo", "true", "false") or (self.program == "cat" and not self.stdin_open):
+            self.end(models.ExitStatus(exit_code=int(self.program == "false")))
+
+    def _emit(self, data: bytes) -> None:
+        for stream in self.streams:
+            stream.put((base.OutputStream.STDOUT, data))
+
+    def write(self, data: bytes) -> None:
+        if not self.stdin_open:
+            raise errors.RuntimeDriverError(f"the stdin of pid {self.pid} is closed")
+        if self.program == "cat":
+            self._emit(data)
+
+    def close_stdin(self) -> None:
+        self.stdin_open = False
+        if self.program == "cat":
+            self.end(models.ExitStatus(exit_code=0))
+
+    def end(self, status: models.ExitStatus) -> None:
+        self.exit = status
+        for stream in self.streams:
+            stream.put(status)
+        self.streams.clear()
+
+    def cut_streams(self) -> None:
+        """End every stream on it as a checkpoint does: before the exit (`errors.StreamClosed`)."""
+        for stream in self.streams:
+            stream.put(None)
+        self.streams.clear()
+
+    def info(self) -> models.ProcessInfo:
+        spec = self.spec
+        return models.ProcessInfo(self.pid, tuple(spec.argv), spec.cwd or "/home/user", spec.pty is not None, spec.tag)
+
+    def image(self) -> dict[str, Any]:
+        spec = self.spec
+        pty = dataclasses.asdict(spec.pty) if spec.pty else None
+        return {"pid": self.pid, "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
+                "user": spec.user, "tag": spec.tag, "pty": pty, "stdin": self.stdin_open}  # fmt: skip
+
+    @classmethod
+    def from_image(cls, data: dict[str, Any]) -> _Process:
+        pty = models.PtySize(**data["pty"]) if data["pty"] else None
+        spec = models.ProcessSpec(argv=data["argv"], env=data["env"], cwd=data["cwd"], user=data["user"],
+                                  stdin=data["stdin"], pty=pty, tag=data["tag"])  # fmt: skip
+        return cls(data["pid"], spec)
+
+
+class _Stream:
+    """A handle on a `_Process` (`base.Process`): its output from now on, its stdin, its exit."""
+
+    def __init__(self, process: _Process) -> None:
+        self._process = process
+        self._items: asyncio.Queue[tuple[base.OutputStream, bytes] | models.ExitStatus | None] = asyncio.Queue()
+        self._exit: models.ExitStatus | None = None
+        self._closed = False
+        process.streams.add(self)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def put(self, item: tuple[base.OutputStream, bytes] | models.ExitStatus | None) -> None:
+        """An output chunk; or the end of the stream: the exit status, or None when cut."""
+        self._items.put_nowait(item)
+
+    async def output(self) -> AsyncIterator[tuple[base.OutputStream, bytes]]:
+        while True:
+            item = await self._items.get()
+            if item is None or isinstance(item, models.ExitStatus):
+                self._exit = item or self._exit
+                self._items.put_nowait(item)  # ended for whoever reads next too
+                return
+            yield item
+
+    async def wait(self) -> models.ExitStatus:
+        async for _ in self.output():
+            pass
+        if self._exit is None:
+            raise errors.StreamClosed(self.pid)
+        return self._exit
+
+    def _alive(self) -> _Process:
+        if self._process.exit is not None:
+            raise errors.ProcessNotFound(self.pid)
+        if self._closed or self not in self._process.streams:
+            raise errors.RuntimeDriverError(f"the handle on pid {self.pid} is closed")
+        return self._process
+
+    async def write_stdin(self, data: bytes) -> None:
+        self._alive().write(data)
+
+    async def close_stdin(self) -> None:
+        self._alive().close_stdin()
+
+    async def signal(self, signum: int) -> None:
+        """Every signal ends the process, as most signals' default action does."""
+        self._alive().end(models.ExitStatus(exit_code=None, signal=signum))
+
+    async def resize(self, size: models.PtySize) -> None:
+        self._alive()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._process.streams.discard(self)
+            self.put(None)
+
+
+@dataclasses.dataclass
+class _Sandbox:
+    spec: models.SandboxSpec
+    limits: models.Limits
+    address: str
+    created_at: datetime
+    init_pid: int = 0
+    """0 when nothing of it runs: checkpointed, or its init is gone (`FakeDriver.kill_init`)."""
+    paused: bool = False
+    """Frozen, as by the cgroup freezer (`FakeDriver.pause`)."""
+    checkpoint: Path | None = None
+    processes: dict[int, _Process] = dataclasses.field(default_factory=dict)
+    next_pid: int = 2
+    """Pids inside the sandbox; init is 1."""
+
+    @property
+    def state(self) -> models.SandboxState:
+        if self.checkpoint is not None or (self.init_pid and self.paused):
+            return models.SandboxState.PAUSED
+        return models.SandboxState.RUNNING if self.init_pid else models.SandboxState.STOPPED
+
+    def end_processes(self) -> None:
+        """Every process ends before its streams see it exit (a checkpoint, a kill)."""
+        for process in self.processes.values():
+            process.cut_streams()
+        self.processes.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Origin:
+    """What a copy of a sandbox (a fork, a sandbox made from a snapshot) takes from it."""
+
+    template: str
+    limits: models.Limits
+    hostname: str
+
+
+class FakeDriver:
+    """`RuntimeDriver` with every capability (`Checkpointing`, `Forking`, `Snapshotting`,
+    `Restarting`), in memory; see the module for what it is (not) for.
+
+    A template exists when ``<templates_dir>/<name>/current`` does (as for `RuncDriver`, and
+    as the manager checks), limits are clamped to ``max_limits``, addresses come from
+    ``subnet``, and files go under ``data_dir``: nothing else of ``settings`` is used.
+    """
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self.settings = settings
+        self._dir = settings.data_dir / "fake-sandboxes"
+        self._sandboxes: dict[str, _Sandbox] = {}
+        self._slots = itertools.count(0)
+        self._init_pids = itertools.count(1000)
+        self._faults: dict[str, errors.RuntimeDriverError] = {}
+
+    async def open(self) -> Self:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        return self
+
+    async def aclose(self) -> None:
+        for sbx in self._sandboxes.values():
+            for process in sbx.processes.values():
+                process.cut_streams()
+
+    async def __aenter__(self) -> Self:
+        return await self.open()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- test hooks --------------------------------------------------------------------
+
+    def fail_next(self, operation: str, error: errors.RuntimeDriverError | None = None) -> None:
+        """Make the next call of ``operation`` (a method's name: ``"restore"``) raise
+        ``error``, a `RuntimeDriverError` by default, before it changes anything."""
+        if operation not in _OPERATIONS:
+            raise ValueError(f"{operation!r} is not an operation of the driver")
+        self._faults[operation] = error or errors.RuntimeDriverError(f"{operation} failed (FakeDriver.fail_next)")
+
+    def _fault(self, operation: str) -> None:
+        error = self._faults.pop(operation, None)
+        if error is not None:
+            raise error
+
+    def kill_init(self, sandbox_id: str) -> None:
+        """End the sandbox's init, as if it died: every process ends, and the sandbox is
+        STOPPED (only destroy is left; `reconcile` reports it missing)."""
+        sbx = self._get(sandbox_id)
+        sbx.end_processes()
+        sbx.init_pid, sbx.paused = 0, False
+
+    # -- sandboxes ---------------------------------------------------------------------
+
+    async def create(self, *, spec: models.SandboxSpec) -> models.SandboxInfo:
+        self._fault("create")
+        self._check_new(spec.sandbox_id)
+        self._template(spec.template)
+        sbx = self._new(spec, spec.limits.clamp(self.settings.max_limits))
+        (self._root(sbx) / "home" / "user").mkdir(parents=True)
+        return self._info(sbx)
+
+    def _check_new(self, sandbox_id: str) -> None:
+        if not _ID.match(sandbox_id):
+            raise ValueError(f"sandbox id {sandbox_id!r}: use 1-63 of a-z, 0-9 and '-', not starting with '-'")
+        if sandbox_id in self._sandboxes or (self._dir / sandbox_id).exists():
+            raise errors.SandboxExists(sandbox_id)
+
+    def _template(self, name: str) -> None:
+        if not _TEMPLATE.match(name) or not (self.settings.templates_dir / name / "current").is_dir():
+            raise errors.TemplateNotFound(name)
+
+    def _new(self, spec: models.SandboxSpec, limits: models.Limits) -> _Sandbox:
+        """A running sandbox of ``spec``, its directory made (its root filesystem not)."""
+        net = ipaddress.ip_network(self.settings.subnet)
+        sbx = _Sandbox(
+            spec=spec,
+            limits=limits,
+            address=str(net.network_address + 4 * next(self._slots) + 2),
+            created_at=datetime.now(UTC),
+            init_pid=next(self._init_pids),
+        )
+        (self._dir / spec.sandbox_id).mkdir(parents=True)
+        self._sandboxes[spec.sandbox_id] = sbx
+        return sbx
+
+    def _root(self, sbx: _Sandbox) -> Path:
+        return self._dir / sbx.spec.sandbox_id / "rootfs"
+
+    def _get(self, sandbox_id: str) -> _Sandbox:
+        try:
+            return self._sandboxes[sandbox_id]
+        except KeyError:
+            raise errors.SandboxNotFound(sandbox_id) from None
+
+    def _info(self, sbx: _Sandbox) -> models.SandboxInfo:
+        return models.SandboxInfo(
+            sandbox_id=sbx.spec.sandbox_id,
+            state=sbx.state,
+            template=sbx.spec.template,
+            created_at=sbx.created_at,
+            limits=sbx.limits,
+            network=sbx.spec.network,
+            metadata=sbx.spec.metadata,
+            address=sbx.address,
+            init_pid=sbx.init_pid,
+            checkpoint=sbx.checkpoint,
+        )
+
+    async def info(self, *, sandbox_id: str) -> models.SandboxInfo:
+        return self._info(self._get(sandbox_id))
+
+    async def list(self) -> builtins.list[models.SandboxInfo]:
+        return [self._info(s) for s in self._sandboxes.values()]
+
+    # -- processes ---------------------------------------------------------------------
+
+    def _running(self, sandbox_id: str) -> _Sandbox:
+        sbx = self._get(sandbox_id)
+        if sbx.state is not models.SandboxState.RUNNING:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is {sbx.state.value}")
+        return sbx
+
+    async def start(self, *, sandbox_id: str, process: models.ProcessSpec) -> base.Process:
+        self._fault("start")
+        sbx = self._running(sandbox_id)
+        started = _Process(sbx.next_pid, process)
+        sbx.next_pid += 1
+        stream = _Stream(started)
+        started.run()
+        if started.exit is None:
+            sbx.processes[started.pid] = started
+        return stream
+
+    async def attach(self, *, sandbox_id: str, pid: int) -> base.Process:
+        self._fault("attach")
+        process = self._running(sandbox_id).processes.get(pid)
+        if process is None or process.exit is not None:
+            raise errors.ProcessNotFound(pid)
+        return _Stream(process)
+
+    async def processes(self, *, sandbox_id: str) -> builtins.list[models.ProcessInfo]:
+        self._fault("processes")
+        sbx = self._running(sandbox_id)
+        return [p.info() for p in sbx.processes.values() if p.exit is None]
+
+    # -- runner sandboxes, limits, stats -------------------------------------------------
+
+    def _runner(self, sandbox_id: str) -> _Sandbox:
+        sbx = self._running(sandbox_id)
+        if not sbx.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not a runner sandbox")
+        return sbx
+
+    async def reset(self, *, sandbox_id: str) -> None:
+        """Every process killed and the home directory emptied."""
+        self._fault("reset")
+        sbx = self._runner(sandbox_id)
+        for process in sbx.processes.values():
+            process.end(models.ExitStatus(exit_code=None, signal=9))
+        sbx.processes.clear()
+        home = self._root(sbx) / "home" / "user"
+        shutil.rmtree(home)
+        home.mkdir()
+
+    async def put_files(self, *, sandbox_id: str, files: Mapping[str, bytes]) -> None:
+        self._fault("put_files")
+        sbx = self._runner(sandbox_id)
+        if any(p.exit is None for p in sbx.processes.values()):
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is running something: reset it first")
+        for name in files:
+            if name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in name.split("/")):
+                raise ValueError(f"file name {name!r}: use a relative path without '.', '..' or empty parts")
+        for name, data in files.items():
+            path = self._root(sbx) / "home" / "user" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+
+    async def update(
+        self, *, sandbox_id: str, limits: models.Limits | None = None, network: models.NetworkPolicy | None = None
+    ) -> None:
+        self._fault("update")
+        sbx = self._get(sandbox_id)
+        if sbx.checkpoint is not None or not sbx.init_pid:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        if limits is not None:
+            limits = limits.clamp(self.settings.max_limits)
+            if limits.disk_mb != sbx.limits.disk_mb:
+                raise ValueError("limits.disk_mb cannot change after a sandbox is made")
+            sbx.limits = limits
+        if network is not None:
+            sbx.spec = dataclasses.replace(sbx.spec, network=network)
+
+    async def stats(self, *, sandbox_id: str) -> models.Stats:
+        """A fixed memory figure; disk is what its files hold."""
+        self._fault("stats")
+        sbx = self._get(sandbox_id)
+        if not sbx.init_pid:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} has no stats: it is not running")
+        files = (p for p in self._root(sbx).rglob("*") if p.is_file())
+        return models.Stats(
+            cpu_usage_ns=0,
+            cpu_cores=sbx.limits.cpu_cores,
+            memory_bytes=_MEMORY_BYTES,
+            memory_limit_bytes=sbx.limits.memory_mb << 20,
+            disk_bytes=sum(p.stat().st_size for p in files),
+            disk_limit_bytes=sbx.limits.disk_mb << 20,
+            pids=1 + len(sbx.processes),
+            memory_peak_bytes=_MEMORY_BYTES,
+        )
+
+    async def filesystem(self, *, sandbox_id: str) -> models.HostFilesystem:
+        """Its root filesystem is a directory of this process's user's (so: ``uid_base``)."""
+        return models.HostFilesystem(root=self._root(self._get(sandbox_id)), uid_base=os.geteuid())
+
+    # -- pause, destroy, reconcile -------------------------------------------------------
+
+    async def pause(self, *, sandbox_id: str) -> None:
+        self._fault("pause")
+        sbx = self._get(sandbox_id)
+        if sbx.paused or sbx.checkpoint is not None:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is already paused")
+        if not sbx.init_pid:
+            raise errors.RuntimeDriverError(f"runc pause {sandbox_id}: container not running")
+        sbx.paused = True
+
+    async def resume(self, *, sandbox_id: str) -> None:
+        self._fault("resume")
+        sbx = self._get(sandbox_id)
+        if not sbx.paused:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not paused")
+        sbx.paused = False
+
+    async def destroy(self, *, sandbox_id: str) -> None:
+        self._fault("destroy")
+        sbx = self._sandboxes.pop(sandbox_id, None)
+        if sbx is None and not (self._dir / sandbox_id).exists():
+            raise errors.SandboxNotFound(sandbox_id)
+        if sbx is not None:
+            sbx.end_processes()
+        shutil.rmtree(self._dir / sandbox_id, ignore_errors=True)
+
+    async def reconcile(self, *, known: Collection[str]) -> models.ReconcileReport:
+        """Remove what is held outside ``known`` (records, and directories of none), and
+        known sandboxes whose init is gone (reported missing), as `RuncDriver` does."""
+        self._fault("reconcile")
+        known = set(known)
+        held = set(self._sandboxes) | {p.name for p in (self._dir.iterdir() if self._dir.exists() else ())}
+        removed = sorted(held - known)
+        lost = sorted(s for s in known & set(self._sandboxes) if self._sandboxes[s].state is models.SandboxState.STOPPED)
+        for sid in (*removed, *lost):
+            await self.destroy(sandbox_id=sid)
+        kept = sorted(known & set(self._sandboxes))
+        return models.ReconcileReport(kept=tuple(kept), removed=tuple(removed), missing=tuple(sorted(known - set(kept))))
+
+    # -- checkpoint, restore, fork, snapshots, restart -------------------------------------
+
+    def _capturable(self, sandbox_id: str, what: str, *, frozen: bool = False) -> _Sandbox:
+        """A sandbox whose processes can be captured: not a runner's, not checkpointed, its
+        init running (and not frozen by `pause`, unless ``frozen``)."""
+        sbx = self._get(sandbox_id)
+        if sbx.spec.runner:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is a runner sandbox: it cannot be {what}")
+        if sbx.checkpoint is not None:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is already checkpointed")
+        if not sbx.init_pid or (sbx.paused and not frozen):
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
+        return sbx
+
+    async def checkpoint(self, *, sandbox_id: str, image_dir: Path) -> None:
+        """The processes written to ``image_dir`` (which must not exist) and ended; a
+        sandbox frozen by `pause` can be checkpointed, a checkpointed one not."""
+        self._fault("checkpoint")
+        sbx = self._capturable(sandbox_id, "checkpointed", frozen=True)
+        _write_image(image_dir, sbx)
+        sbx.end_processes()
+        sbx.checkpoint, sbx.init_pid, sbx.paused = image_dir, 0, False
+
+    async def restore(self, *, sandbox_id: str) -> models.SandboxInfo:
+        """The processes of the checkpoint running again; a damaged or missing one is
+        refused and the sandbox stays checkpointed."""
+        self._fault("restore")
+        sbx = self._get(sandbox_id)
+        if sbx.checkpoint is None:
+            raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not checkpointed")
+        sbx.processes, sbx.next_pid = _read_image(sbx.checkpoint)
+        sbx.checkpoint, sbx.init_pid = None, next(self._init_pids)
+        return self._info(sbx)
+
+    async def fork(
+        self, *, sandbox_id: str, children: Sequence[models.SandboxSpec], image_dir: Path
+    ) -> builtins.list[models.SandboxInfo]:
+        self._fault("fork")
+        parent = self._capturable(sandbox_id, "forked")
+        _write_image(image_dir, parent)
+        for process in parent.processes.values():
+            process.cut_streams()
+        origin = _Origin(parent.spec.template, parent.limits, parent.spec.hostname or sandbox_id)
+        return await self._copies(children, origin, self._root(parent), image_dir)
+
+    async def _copies(
+        self, specs: Sequence[models.SandboxSpec], origin: _Origin, files: Path, image_dir: Path | None
+    ) -> builtins.list[models.SandboxInfo]:
+        """Running copies of ``origin`` as ``specs`` ask, all or none: ``files`` copied, and
+        the processes of ``image_dir`` restored when given (else only init runs)."""
+        if len({s.sandbox_id for s in specs}) < len(specs):
+            raise ValueError("the copies' sandbox ids must differ")
+        for spec in specs:
+            self._check_new(spec.sandbox_id)
+        made: builtins.list[_Sandbox] = []
+        try:
+            for spec in specs:
+                copy = dataclasses.replace(spec, template=origin.template, hostname=origin.hostname)
+                made.append(self._new(copy, origin.limits))
+                shutil.copytree(files, self._root(made[-1]), symlinks=True)
+                if image_dir is not None:
+                    made[-1].processes, made[-1].next_pid = _read_image(image_dir)
+        except BaseException as exc:
+            for sbx in made:
+                await self.destroy(sandbox_id=sbx.spec.sandbox_id)
+            if isinstance(exc, OSError):
+                raise errors.RuntimeDriverError(f"copying sandbox {origin.hostname!r} failed: {exc}") from exc
+            raise
+        return [self._info(sbx) for sbx in made]
+
+    async def snapshot(self, *, sandbox_id: str, dest: Path, memory: bool = True) -> None:
+        """``dest`` holds ``rootfs/`` (its files), ``memory/`` (the image, unless not
+        ``memory``) and ``runtime.json`` (what a copy takes: template, limits, hostname)."""
+        self._fault("snapshot")
+        sbx = self._capturable(sandbox_id, "snapshotted")
+        try:
+            dest.mkdir(mode=0o700)
+        except OSError as exc:
+            raise errors.RuntimeDriverError(f"snapshotting sandbox {sandbox_id!r} failed: {exc}") from exc
+        origin = {"template": sbx.spec.template, "limits": dataclasses.asdict(sbx.limits),
+                  "hostname": sbx.spec.hostname or sandbox_id, "memory": memory}  # fmt: skip
+        try:
+            shutil.copytree(self._root(sbx), dest / "rootfs", symlinks=True)
+            if memory:
+                _write_image(dest / "memory", sbx)
+            (dest / "runtime.json").write_text(json.dumps(origin))
+        except BaseException as exc:
+            shutil.rmtree(dest, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise errors.RuntimeDriverError(f"snapshotting sandbox {sandbox_id!r} failed: {exc}") from exc
+            raise
+        if memory:
+            for process in sbx.processes.values():
+                process.cut_streams()
+
+    async def create_from_snapshot(self, *, spec: models.SandboxSpec, source: Path) -> models.SandboxInfo:
+        self._fault("create_from_snapshot")
+        try:
+            meta = json.loads((source / "runtime.json").read_text())
+            origin = _Origin(meta["template"], models.Limits(**meta["limits"]), meta["hostname"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise errors.RuntimeDriverError(f"snapshot {source} is not readable: {exc}") from exc
+        self._template(origin.template)
+        made = await self._copies([spec], origin, source / "rootfs", source / "memory" if meta["memory"] else None)
+        return made[0]
+
+    async def restart(self, *, sandbox_id: str) -> models.SandboxInfo:
+        """Every process ended (a checkpoint dropped) and a new init on the same files; the
+        template must still exist, or nothing is touched."""
+        self._fault("restart")
+        sbx = self._get(sandbox_id)
+        self._template(sbx.spec.template)
+        sbx.end_processes()
+        sbx.checkpoint, sbx.paused, sbx.next_pid = None, False, 2
+        sbx.init_pid = next(self._init_pids)
+        return self._info(sbx)
+
+
+def _write_image(image_dir: Path, sbx: _Sandbox) -> None:
+    """Write the running processes of ``sbx`` into ``image_dir``, which must not exist."""
+    image = {"next_pid": sbx.next_pid, "processes": [p.image() for p in sbx.processes.values() if p.exit is None]}
+    try:
+        image_dir.mkdir(mode=0o700)
+        (image_dir / _IMAGE).write_text(json.dumps(image))
+    except OSError as exc:
+        raise errors.RuntimeDriverError(f"writing the images of {sbx.spec.sandbox_id!r} failed: {exc}") from exc
+
+
+def _read_image(image_dir: Path) -> tuple[dict[int, _Process], int]:
+    """The processes of an image, by pid, and the next pid."""
+    try:
+        image = json.loads((image_dir / _IMAGE).read_text())
+        processes = [_Process.from_image(p) for p in image["processes"]]
+        return {p.pid: p for p in processes}, int(image["next_pid"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise errors.RuntimeDriverError(f"the images in {image_dir} are not readable: {exc}") from exc
