@@ -8,7 +8,7 @@ tests/api). Nothing here needs root or spawns a process; the fixtures are not na
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ async def fake(settings: Settings) -> AsyncIterator[FakeDriver]:
 
 
 @pytest.fixture
-def database(settings: Settings) -> AsyncIterator[db.Database]:
+def database(settings: Settings) -> Iterator[db.Database]:
     database = db.Database(db.sqlite_url(settings.state_dir))
     database.upgrade()
     yield database

@@ -20,10 +20,11 @@ from sandlot.agent import target
 from sandlot.config import Settings
 from sandlot.lifecycle import errors
 from sandlot.lifecycle import manager as lifecycle
-from sandlot.runtime import models
 from sandlot.runtime import errors as runtime_errors
+from sandlot.runtime import models
 from sandlot.runtime.drivers.fake import FakeDriver
 from sandlot.store import db
+
 from tests.lifecycle.conftest import MakeManager
 
 RUNNING, PAUSED = models.SandboxState.RUNNING, models.SandboxState.PAUSED

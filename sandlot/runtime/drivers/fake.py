@@ -192,9 +192,9 @@ class _Stream:
 @dataclasses.dataclass
 class _Sandbox:
     spec: models.SandboxSpec
-    limits: models.Limits
-    address: str
-    created_at: datetime
+    made: models.SandboxInfo
+    """What `info` says of it but for its state, init and checkpoint (and limits and network
+    policy as `FakeDriver.update` sets them)."""
     init_pid: int = 0
     """0 when nothing of it runs: checkpointed, or its init is gone (`FakeDriver.kill_init`)."""
     paused: bool = False
@@ -203,6 +203,9 @@ class _Sandbox:
     processes: dict[int, _Process] = dataclasses.field(default_factory=dict)
     next_pid: int = 2
     """Pids inside the sandbox; init is 1."""
+
+    def info(self) -> models.SandboxInfo:
+        return dataclasses.replace(self.made, state=self.state, init_pid=self.init_pid, checkpoint=self.checkpoint)
 
     @property
     def state(self) -> models.SandboxState:
@@ -287,7 +290,7 @@ class FakeDriver:
         self._template(spec.template)
         sbx = self._new(spec, spec.limits.clamp(self.settings.max_limits))
         (self._root(sbx) / "home" / "user").mkdir(parents=True)
-        return self._info(sbx)
+        return sbx.info()
 
     def _check_new(self, sandbox_id: str) -> None:
         if not _ID.match(sandbox_id):
@@ -301,14 +304,13 @@ class FakeDriver:
 
     def _new(self, spec: models.SandboxSpec, limits: models.Limits) -> _Sandbox:
         """A running sandbox of ``spec``, its directory made (its root filesystem not)."""
-        net = ipaddress.ip_network(self.settings.subnet)
-        sbx = _Sandbox(
-            spec=spec,
-            limits=limits,
-            address=str(net.network_address + 4 * next(self._slots) + 2),
-            created_at=datetime.now(UTC),
-            init_pid=next(self._init_pids),
-        )
+        address = ipaddress.ip_network(self.settings.subnet).network_address + 4 * next(self._slots) + 2
+        made = models.SandboxInfo(
+            sandbox_id=spec.sandbox_id, state=models.SandboxState.RUNNING, template=spec.template,
+            created_at=datetime.now(UTC), limits=limits, network=spec.network, metadata=spec.metadata,
+            address=str(address), init_pid=0,
+        )  # fmt: skip
+        sbx = _Sandbox(spec=spec, made=made, init_pid=next(self._init_pids))
         (self._dir / spec.sandbox_id).mkdir(parents=True)
         self._sandboxes[spec.sandbox_id] = sbx
         return sbx
@@ -317,30 +319,16 @@ class FakeDriver:
         return self._dir / sbx.spec.sandbox_id / "rootfs"
 
     def _get(self, sandbox_id: str) -> _Sandbox:
-        try:
-            return self._sandboxes[sandbox_id]
-        except KeyError:
-            raise errors.SandboxNotFound(sandbox_id) from None
-
-    def _info(self, sbx: _Sandbox) -> models.SandboxInfo:
-        return models.SandboxInfo(
-            sandbox_id=sbx.spec.sandbox_id,
-            state=sbx.state,
-            template=sbx.spec.template,
-            created_at=sbx.created_at,
-            limits=sbx.limits,
-            network=sbx.spec.network,
-            metadata=sbx.spec.metadata,
-            address=sbx.address,
-            init_pid=sbx.init_pid,
-            checkpoint=sbx.checkpoint,
-        )
+        sbx = self._sandboxes.get(sandbox_id)
+        if sbx is None:
+            raise errors.SandboxNotFound(sandbox_id)
+        return sbx
 
     async def info(self, *, sandbox_id: str) -> models.SandboxInfo:
-        return self._info(self._get(sandbox_id))
+        return self._get(sandbox_id).info()
 
     async def list(self) -> builtins.list[models.SandboxInfo]:
-        return [self._info(s) for s in self._sandboxes.values()]
+        return [s.info() for s in self._sandboxes.values()]
 
     # -- processes ---------------------------------------------------------------------
 
@@ -414,11 +402,11 @@ class FakeDriver:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not running")
         if limits is not None:
             limits = limits.clamp(self.settings.max_limits)
-            if limits.disk_mb != sbx.limits.disk_mb:
+            if limits.disk_mb != sbx.made.limits.disk_mb:
                 raise ValueError("limits.disk_mb cannot change after a sandbox is made")
-            sbx.limits = limits
+            sbx.made = dataclasses.replace(sbx.made, limits=limits)
         if network is not None:
-            sbx.spec = dataclasses.replace(sbx.spec, network=network)
+            sbx.made = dataclasses.replace(sbx.made, network=network)
 
     async def stats(self, *, sandbox_id: str) -> models.Stats:
         """A fixed memory figure; disk is what its files hold."""
@@ -429,11 +417,11 @@ class FakeDriver:
         files = (p for p in self._root(sbx).rglob("*") if p.is_file())
         return models.Stats(
             cpu_usage_ns=0,
-            cpu_cores=sbx.limits.cpu_cores,
+            cpu_cores=sbx.made.limits.cpu_cores,
             memory_bytes=_MEMORY_BYTES,
-            memory_limit_bytes=sbx.limits.memory_mb << 20,
+            memory_limit_bytes=sbx.made.limits.memory_mb << 20,
             disk_bytes=sum(p.stat().st_size for p in files),
-            disk_limit_bytes=sbx.limits.disk_mb << 20,
+            disk_limit_bytes=sbx.made.limits.disk_mb << 20,
             pids=1 + len(sbx.processes),
             memory_peak_bytes=_MEMORY_BYTES,
         )
@@ -514,7 +502,7 @@ class FakeDriver:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not checkpointed")
         sbx.processes, sbx.next_pid = _read_image(sbx.checkpoint)
         sbx.checkpoint, sbx.init_pid = None, next(self._init_pids)
-        return self._info(sbx)
+        return sbx.info()
 
     async def fork(
         self, *, sandbox_id: str, children: Sequence[models.SandboxSpec], image_dir: Path
@@ -524,7 +512,7 @@ class FakeDriver:
         _write_image(image_dir, parent)
         for process in parent.processes.values():
             process.cut_streams()
-        origin = _Origin(parent.spec.template, parent.limits, parent.spec.hostname or sandbox_id)
+        origin = _Origin(parent.spec.template, parent.made.limits, parent.spec.hostname or sandbox_id)
         return await self._copies(children, origin, self._root(parent), image_dir)
 
     async def _copies(
@@ -550,7 +538,7 @@ class FakeDriver:
             if isinstance(exc, OSError):
                 raise errors.RuntimeDriverError(f"copying sandbox {origin.hostname!r} failed: {exc}") from exc
             raise
-        return [self._info(sbx) for sbx in made]
+        return [sbx.info() for sbx in made]
 
     async def snapshot(self, *, sandbox_id: str, dest: Path, memory: bool = True) -> None:
         """``dest`` holds ``rootfs/`` (its files), ``memory/`` (the image, unless not
@@ -561,7 +549,7 @@ class FakeDriver:
             dest.mkdir(mode=0o700)
         except OSError as exc:
             raise errors.RuntimeDriverError(f"snapshotting sandbox {sandbox_id!r} failed: {exc}") from exc
-        origin = {"template": sbx.spec.template, "limits": dataclasses.asdict(sbx.limits),
+        origin = {"template": sbx.spec.template, "limits": dataclasses.asdict(sbx.made.limits),
                   "hostname": sbx.spec.hostname or sandbox_id, "memory": memory}  # fmt: skip
         try:
             shutil.copytree(self._root(sbx), dest / "rootfs", symlinks=True)
@@ -597,7 +585,7 @@ class FakeDriver:
         sbx.end_processes()
         sbx.checkpoint, sbx.paused, sbx.next_pid = None, False, 2
         sbx.init_pid = next(self._init_pids)
-        return self._info(sbx)
+        return sbx.info()
 
 
 def _write_image(image_dir: Path, sbx: _Sandbox) -> None:
