@@ -1,54 +1,29 @@
-"""`FakeDriver`: the driver contract held in memory, for the lifecycle state machine's unit tests.
-
-It needs no root, no runc, no CRIU and no network: a sandbox is a record in a dict and a
-directory under ``data_dir`` (its root filesystem, for `filesystem` and `put_files`), and its
-processes are a model of five commands (`_Process`). Its states follow `RuncDriver`'s rules
-and raise the same errors in the same cases (a checkpoint of a checkpointed sandbox, a restore
-of a running one, a process started in a paused one, an id it does not hold...), so that the
-manager's state machine can be tested on it in milliseconds.
-
-What a checkpoint, fork or snapshot keeps of the processes (their "memory") is written as JSON
-into the directory the caller names, and a restore reads it back: the snapshot store sees an
-image, and a checkpoint removed under a paused sandbox makes its restore fail, as with CRIU.
-
-It is not a sandbox and shows nothing that only runc can: no process runs, nothing is isolated
-or limited, no stream survives anything, and a crash in the middle of an operation is not
-modelled. Those are tested on the real driver (tests/runtime, tests/api). It is not registered
-as a ``sandlot.runtime_drivers`` entry point, so that no setting can start a server on it:
-tests import it.
-
-Example:
-    >>> driver = FakeDriver(settings.runtime)
-    >>> manager = SandboxManager(driver, database, settings)
-    >>> driver.fail_next("restore")  # the next restore raises RuntimeDriverError
-"""
+"""`FakeDriver`: sandboxes as records in a dict; see the package for what it is (not) for."""
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import dataclasses
-import errno
 import ipaddress
 import itertools
 import json
 import os
 import re
 import shutil
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+import signal
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Self
+from typing import Self
 
 from sandlot.config import RuntimeSettings
 from sandlot.runtime import base, errors, models
+from sandlot.runtime.drivers.fake import processes
 
 __all__ = ["FakeDriver"]
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TEMPLATE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_IMAGE = "fake-memory.json"
-"""The one file of a checkpoint's images: the processes that were running."""
 _MEMORY_BYTES = 16 << 20
 """What `stats` says a sandbox uses, whatever runs in it."""
 _OPERATIONS = frozenset({
@@ -57,136 +32,6 @@ _OPERATIONS = frozenset({
     "create_from_snapshot", "restart",
 })  # fmt: skip
 """What `FakeDriver.fail_next` can make fail."""
-
-
-class _Process:
-    """One process of the model. ``echo`` prints its arguments, ``true`` and ``false`` exit 0
-    and 1, ``cat`` copies stdin to stdout until stdin closes, ``sleep`` runs until a signal
-    ends it; time never passes. Any other program does not exist (ENOENT)."""
-
-    PROGRAMS = frozenset({"echo", "true", "false", "cat", "sleep"})
-
-    def __init__(self, pid: int, spec: models.ProcessSpec) -> None:
-        if spec.argv[0].rsplit("/", 1)[-1] not in self.PROGRAMS:
-            raise errors.ProcessStartError(f"{spec.argv[0]}: no such file or directory", errno.ENOENT)
-        self.pid = pid
-        self.spec = spec
-        self.program = spec.argv[0].rsplit("/", 1)[-1]
-        self.stdin_open = spec.stdin
-        self.exit: models.ExitStatus | None = None
-        self.streams: set[_Stream] = set()
-
-    def run(self) -> None:
-        """What the program does as soon as it starts."""
-        if self.program == "echo":
-            self._emit((" ".join(self.spec.argv[1:]) + "\n").encode())
-        if self.program in ("echo", "true", "false") or (self.program == "cat" and not self.stdin_open):
-            self.end(models.ExitStatus(exit_code=int(self.program == "false")))
-
-    def _emit(self, data: bytes) -> None:
-        for stream in self.streams:
-            stream.put((base.OutputStream.STDOUT, data))
-
-    def write(self, data: bytes) -> None:
-        if not self.stdin_open:
-            raise errors.RuntimeDriverError(f"the stdin of pid {self.pid} is closed")
-        if self.program == "cat":
-            self._emit(data)
-
-    def close_stdin(self) -> None:
-        self.stdin_open = False
-        if self.program == "cat":
-            self.end(models.ExitStatus(exit_code=0))
-
-    def end(self, status: models.ExitStatus) -> None:
-        self.exit = status
-        for stream in self.streams:
-            stream.put(status)
-        self.streams.clear()
-
-    def cut_streams(self) -> None:
-        """End every stream on it as a checkpoint does: before the exit (`errors.StreamClosed`)."""
-        for stream in self.streams:
-            stream.put(None)
-        self.streams.clear()
-
-    def info(self) -> models.ProcessInfo:
-        spec = self.spec
-        return models.ProcessInfo(self.pid, tuple(spec.argv), spec.cwd or "/home/user", spec.pty is not None, spec.tag)
-
-    def image(self) -> dict[str, Any]:
-        spec = self.spec
-        pty = dataclasses.asdict(spec.pty) if spec.pty else None
-        return {"pid": self.pid, "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-                "user": spec.user, "tag": spec.tag, "pty": pty, "stdin": self.stdin_open}  # fmt: skip
-
-    @classmethod
-    def from_image(cls, data: dict[str, Any]) -> _Process:
-        pty = models.PtySize(**data["pty"]) if data["pty"] else None
-        spec = models.ProcessSpec(argv=data["argv"], env=data["env"], cwd=data["cwd"], user=data["user"],
-                                  stdin=data["stdin"], pty=pty, tag=data["tag"])  # fmt: skip
-        return cls(data["pid"], spec)
-
-
-class _Stream:
-    """A handle on a `_Process` (`base.Process`): its output from now on, its stdin, its exit."""
-
-    def __init__(self, process: _Process) -> None:
-        self._process = process
-        self._items: asyncio.Queue[tuple[base.OutputStream, bytes] | models.ExitStatus | None] = asyncio.Queue()
-        self._exit: models.ExitStatus | None = None
-        self._closed = False
-        process.streams.add(self)
-
-    @property
-    def pid(self) -> int:
-        return self._process.pid
-
-    def put(self, item: tuple[base.OutputStream, bytes] | models.ExitStatus | None) -> None:
-        """An output chunk; or the end of the stream: the exit status, or None when cut."""
-        self._items.put_nowait(item)
-
-    async def output(self) -> AsyncIterator[tuple[base.OutputStream, bytes]]:
-        while True:
-            item = await self._items.get()
-            if item is None or isinstance(item, models.ExitStatus):
-                self._exit = item or self._exit
-                self._items.put_nowait(item)  # ended for whoever reads next too
-                return
-            yield item
-
-    async def wait(self) -> models.ExitStatus:
-        async for _ in self.output():
-            pass
-        if self._exit is None:
-            raise errors.StreamClosed(self.pid)
-        return self._exit
-
-    def _alive(self) -> _Process:
-        if self._process.exit is not None:
-            raise errors.ProcessNotFound(self.pid)
-        if self._closed or self not in self._process.streams:
-            raise errors.RuntimeDriverError(f"the handle on pid {self.pid} is closed")
-        return self._process
-
-    async def write_stdin(self, data: bytes) -> None:
-        self._alive().write(data)
-
-    async def close_stdin(self) -> None:
-        self._alive().close_stdin()
-
-    async def signal(self, signum: int) -> None:
-        """Every signal ends the process, as most signals' default action does."""
-        self._alive().end(models.ExitStatus(exit_code=None, signal=signum))
-
-    async def resize(self, size: models.PtySize) -> None:
-        self._alive()
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._process.streams.discard(self)
-            self.put(None)
 
 
 @dataclasses.dataclass
@@ -200,9 +45,7 @@ class _Sandbox:
     paused: bool = False
     """Frozen, as by the cgroup freezer (`FakeDriver.pause`)."""
     checkpoint: Path | None = None
-    processes: dict[int, _Process] = dataclasses.field(default_factory=dict)
-    next_pid: int = 2
-    """Pids inside the sandbox; init is 1."""
+    processes: processes.Table = dataclasses.field(default_factory=processes.Table)
 
     def info(self) -> models.SandboxInfo:
         return dataclasses.replace(self.made, state=self.state, init_pid=self.init_pid, checkpoint=self.checkpoint)
@@ -215,9 +58,8 @@ class _Sandbox:
 
     def end_processes(self) -> None:
         """Every process ends before its streams see it exit (a checkpoint, a kill)."""
-        for process in self.processes.values():
-            process.cut_streams()
-        self.processes.clear()
+        self.processes.end(None)
+        self.processes = processes.Table()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -231,7 +73,7 @@ class _Origin:
 
 class FakeDriver:
     """`RuntimeDriver` with every capability (`Checkpointing`, `Forking`, `Snapshotting`,
-    `Restarting`), in memory; see the module for what it is (not) for.
+    `Restarting`), in memory; see the package for what it is (not) for.
 
     A template exists when ``<templates_dir>/<name>/current`` does (as for `RuncDriver`, and
     as the manager checks), limits are clamped to ``max_limits``, addresses come from
@@ -252,8 +94,7 @@ class FakeDriver:
 
     async def aclose(self) -> None:
         for sbx in self._sandboxes.values():
-            for process in sbx.processes.values():
-                process.cut_streams()
+            sbx.processes.cut()
 
     async def __aenter__(self) -> Self:
         return await self.open()
@@ -340,26 +181,15 @@ class FakeDriver:
 
     async def start(self, *, sandbox_id: str, process: models.ProcessSpec) -> base.Process:
         self._fault("start")
-        sbx = self._running(sandbox_id)
-        started = _Process(sbx.next_pid, process)
-        sbx.next_pid += 1
-        stream = _Stream(started)
-        started.run()
-        if started.exit is None:
-            sbx.processes[started.pid] = started
-        return stream
+        return self._running(sandbox_id).processes.start(process)
 
     async def attach(self, *, sandbox_id: str, pid: int) -> base.Process:
         self._fault("attach")
-        process = self._running(sandbox_id).processes.get(pid)
-        if process is None or process.exit is not None:
-            raise errors.ProcessNotFound(pid)
-        return _Stream(process)
+        return self._running(sandbox_id).processes.attach(pid)
 
     async def processes(self, *, sandbox_id: str) -> builtins.list[models.ProcessInfo]:
         self._fault("processes")
-        sbx = self._running(sandbox_id)
-        return [p.info() for p in sbx.processes.values() if p.exit is None]
+        return [p.info() for p in self._running(sandbox_id).processes.running()]
 
     # -- runner sandboxes, limits, stats -------------------------------------------------
 
@@ -373,9 +203,7 @@ class FakeDriver:
         """Every process killed and the home directory emptied."""
         self._fault("reset")
         sbx = self._runner(sandbox_id)
-        for process in sbx.processes.values():
-            process.end(models.ExitStatus(exit_code=None, signal=9))
-        sbx.processes.clear()
+        sbx.processes.end(models.ExitStatus(exit_code=None, signal=signal.SIGKILL))
         home = self._root(sbx) / "home" / "user"
         shutil.rmtree(home)
         home.mkdir()
@@ -383,7 +211,7 @@ class FakeDriver:
     async def put_files(self, *, sandbox_id: str, files: Mapping[str, bytes]) -> None:
         self._fault("put_files")
         sbx = self._runner(sandbox_id)
-        if any(p.exit is None for p in sbx.processes.values()):
+        if sbx.processes.running():
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is running something: reset it first")
         for name in files:
             if name.startswith("/") or "\0" in name or any(p in ("", ".", "..") for p in name.split("/")):
@@ -422,7 +250,7 @@ class FakeDriver:
             memory_limit_bytes=sbx.made.limits.memory_mb << 20,
             disk_bytes=sum(p.stat().st_size for p in files),
             disk_limit_bytes=sbx.made.limits.disk_mb << 20,
-            pids=1 + len(sbx.processes),
+            pids=1 + len(sbx.processes.running()),
             memory_peak_bytes=_MEMORY_BYTES,
         )
 
@@ -489,7 +317,7 @@ class FakeDriver:
         sandbox frozen by `pause` can be checkpointed, a checkpointed one not."""
         self._fault("checkpoint")
         sbx = self._capturable(sandbox_id, "checkpointed", frozen=True)
-        _write_image(image_dir, sbx)
+        sbx.processes.dump(image_dir)
         sbx.end_processes()
         sbx.checkpoint, sbx.init_pid, sbx.paused = image_dir, 0, False
 
@@ -500,7 +328,7 @@ class FakeDriver:
         sbx = self._get(sandbox_id)
         if sbx.checkpoint is None:
             raise errors.SandboxStateError(f"sandbox {sandbox_id!r} is not checkpointed")
-        sbx.processes, sbx.next_pid = _read_image(sbx.checkpoint)
+        sbx.processes = processes.Table.load(sbx.checkpoint)
         sbx.checkpoint, sbx.init_pid = None, next(self._init_pids)
         return sbx.info()
 
@@ -509,9 +337,8 @@ class FakeDriver:
     ) -> builtins.list[models.SandboxInfo]:
         self._fault("fork")
         parent = self._capturable(sandbox_id, "forked")
-        _write_image(image_dir, parent)
-        for process in parent.processes.values():
-            process.cut_streams()
+        parent.processes.dump(image_dir)
+        parent.processes.cut()
         origin = _Origin(parent.spec.template, parent.made.limits, parent.spec.hostname or sandbox_id)
         return await self._copies(children, origin, self._root(parent), image_dir)
 
@@ -531,7 +358,7 @@ class FakeDriver:
                 made.append(self._new(copy, origin.limits))
                 shutil.copytree(files, self._root(made[-1]), symlinks=True)
                 if image_dir is not None:
-                    made[-1].processes, made[-1].next_pid = _read_image(image_dir)
+                    made[-1].processes = processes.Table.load(image_dir)
         except BaseException as exc:
             for sbx in made:
                 await self.destroy(sandbox_id=sbx.spec.sandbox_id)
@@ -554,7 +381,7 @@ class FakeDriver:
         try:
             shutil.copytree(self._root(sbx), dest / "rootfs", symlinks=True)
             if memory:
-                _write_image(dest / "memory", sbx)
+                sbx.processes.dump(dest / "memory")
             (dest / "runtime.json").write_text(json.dumps(origin))
         except BaseException as exc:
             shutil.rmtree(dest, ignore_errors=True)
@@ -562,8 +389,7 @@ class FakeDriver:
                 raise errors.RuntimeDriverError(f"snapshotting sandbox {sandbox_id!r} failed: {exc}") from exc
             raise
         if memory:
-            for process in sbx.processes.values():
-                process.cut_streams()
+            sbx.processes.cut()
 
     async def create_from_snapshot(self, *, spec: models.SandboxSpec, source: Path) -> models.SandboxInfo:
         self._fault("create_from_snapshot")
@@ -583,26 +409,7 @@ class FakeDriver:
         sbx = self._get(sandbox_id)
         self._template(sbx.spec.template)
         sbx.end_processes()
-        sbx.checkpoint, sbx.paused, sbx.next_pid = None, False, 2
+        sbx.checkpoint, sbx.paused = None, False
         sbx.init_pid = next(self._init_pids)
         return sbx.info()
 
-
-def _write_image(image_dir: Path, sbx: _Sandbox) -> None:
-    """Write the running processes of ``sbx`` into ``image_dir``, which must not exist."""
-    image = {"next_pid": sbx.next_pid, "processes": [p.image() for p in sbx.processes.values() if p.exit is None]}
-    try:
-        image_dir.mkdir(mode=0o700)
-        (image_dir / _IMAGE).write_text(json.dumps(image))
-    except OSError as exc:
-        raise errors.RuntimeDriverError(f"writing the images of {sbx.spec.sandbox_id!r} failed: {exc}") from exc
-
-
-def _read_image(image_dir: Path) -> tuple[dict[int, _Process], int]:
-    """The processes of an image, by pid, and the next pid."""
-    try:
-        image = json.loads((image_dir / _IMAGE).read_text())
-        processes = [_Process.from_image(p) for p in image["processes"]]
-        return {p.pid: p for p in processes}, int(image["next_pid"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise errors.RuntimeDriverError(f"the images in {image_dir} are not readable: {exc}") from exc
