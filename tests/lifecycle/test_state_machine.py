@@ -10,6 +10,7 @@ driver's own ones to look at, or act behind the manager's back as a crash would.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import signal
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from sandlot.agent import target
 from sandlot.config import Settings
 from sandlot.lifecycle import errors
 from sandlot.lifecycle import manager as lifecycle
+from sandlot.lifecycle import timers as lifecycle_timers
 from sandlot.runtime import errors as runtime_errors
 from sandlot.runtime import models
 from sandlot.runtime.drivers.fake import FakeDriver
@@ -58,6 +60,21 @@ async def test_create_get_list_kill(manager: lifecycle.SandboxManager, fake: Fak
     with pytest.raises(errors.SandboxNotFound):
         await manager.kill(team, sbx.id)
     assert [i.sandbox_id for i in await fake.list()] == [other.id]
+
+
+async def test_list_pages(manager: lifecycle.SandboxManager, team: str) -> None:
+    made = [await manager.create(team, metadata={"p": "1"}) for _ in range(3)]
+    await manager.create(team)
+    page, token = manager.list(team, metadata={"p": "1"}, order="asc", limit=2)
+    assert [s.id for s in page] == [s.id for s in made[:2]] and token
+    rest, token = manager.list(team, metadata={"p": "1"}, order="asc", limit=2, next_token=token)
+    assert [s.id for s in rest] == [made[2].id] and token is None
+    newest_first, _ = manager.list(team, metadata={"p": "1"})
+    assert [s.id for s in newest_first] == [s.id for s in reversed(made)]
+    with pytest.raises(errors.InvalidRequest):
+        manager.list(team, next_token="bm9wZQ")
+    with pytest.raises(errors.InvalidRequest):
+        manager.list(team, limit=0)
 
 
 async def test_bad_creates_leave_nothing(manager: lifecycle.SandboxManager, fake: FakeDriver, team: str) -> None:
@@ -149,10 +166,13 @@ async def test_a_failed_resume_leaves_it_paused(
 async def test_auto_resume_on_the_sandbox_plane(manager: lifecycle.SandboxManager, fake: FakeDriver, team: str) -> None:
     auto = await manager.create(team, auto_resume=True, timeout=120)
     plain = await manager.create(team)
+    open_ = await manager.create(team, secure=False)
+    assert (await manager.resolve(open_.id, None)).sandbox_id == open_.id, "no token to check"
     for sbx in (auto, plain):
         await manager.pause(team, sbx.id)
-    with pytest.raises(target.TokenRejected):
-        await manager.resolve(auto.id, "wrong")
+    for wrong in ("wrong", None, plain.access_token):
+        with pytest.raises(target.TokenRejected):
+            await manager.resolve(auto.id, wrong)
     assert auto.state == "paused", "a request without the token wakes nothing"
     found = await manager.resolve(auto.id, auto.access_token)
     assert found.sandbox_id == auto.id and found.filesystem.root.is_dir()
@@ -163,6 +183,9 @@ async def test_auto_resume_on_the_sandbox_plane(manager: lifecycle.SandboxManage
     assert plain.state == "paused"
     with pytest.raises(target.SandboxGone):
         await manager.resolve("nosuch", None)
+    await manager.kill(team, auto.id)
+    with pytest.raises(target.SandboxGone):
+        await manager.resolve(auto.id, auto.access_token)
 
 
 async def test_fork(manager: lifecycle.SandboxManager, fake: FakeDriver, team: str) -> None:
@@ -257,6 +280,20 @@ async def test_timers_end_or_pause_sandboxes_at_their_end(
     assert await state(fake, pauses.id) is PAUSED
     with pytest.raises(runtime_errors.SandboxNotFound):
         await fake.info(sandbox_id=ends.id)
+
+
+async def test_the_timer_task_acts_on_its_own(manager: lifecycle.SandboxManager, team: str) -> None:
+    timers = lifecycle_timers.Timers(manager)
+    timers.start()
+    try:
+        sbx = await manager.create(team, timeout=0)
+        for _ in range(100):
+            if not manager.live():
+                break
+            await asyncio.sleep(0.01)
+        assert sbx.id not in {s.id for s in manager.live()}, "ended by the timer, woken by the create"
+    finally:
+        await timers.aclose()
 
 
 async def test_idle_timeout_waits_for_running_commands(
