@@ -17,16 +17,14 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sandlot.agent import target
 from sandlot.config import Settings
 from sandlot.lifecycle import errors
 from sandlot.lifecycle import manager as lifecycle
 from sandlot.lifecycle import timers as lifecycle_timers
 from sandlot.runtime import errors as runtime_errors
-from sandlot.runtime import models
+from sandlot.runtime import models, target
 from sandlot.runtime.drivers.fake import FakeDriver
 from sandlot.store import db
-
 from tests.lifecycle.conftest import MakeManager
 
 RUNNING, PAUSED = models.SandboxState.RUNNING, models.SandboxState.PAUSED
