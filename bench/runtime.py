@@ -23,7 +23,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sandlot.config import Settings
@@ -162,7 +162,7 @@ def main() -> None:
     favoured = cgroups.favor_dynamic_moves()
     moves = Figure(f"first cgroup move of a burst ({'favordynmods' if favoured else 'default lock'})", cgroup_moves(30))
 
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores, "
           f"kernel {platform.release()}")
     print(f"{'what':48} {'runs':>5} {'p50 ms':>8} {'p99 ms':>8}")
     for f in [runc, fork, moves, *figures]:

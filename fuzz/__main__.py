@@ -71,7 +71,7 @@ def _command(target: Target, work: Path) -> list[str]:
         [clang, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
          "-o", str(binary), str(HERE / target.source)],
         check=True,
-    )  # fmt: skip
+    )
     return [str(binary)]
 
 
@@ -91,7 +91,7 @@ def run(target: Target, seconds: int, seed: int, work: Path) -> Result:
         flags.append(f"-dict={HERE / target.dictionary}")
     log = work / f"{target.name}.log"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "TMPDIR": str(work)}  # fmt: skip
+           "TMPDIR": str(work)}
     with log.open("wb") as out:
         code = subprocess.run(
             [*_command(target, work), *flags, str(corpus), str(HERE / "corpus" / target.name)],

@@ -41,9 +41,8 @@ with atheris.instrument_imports(include=["sandlot.agent", "sandlot.api", "python
     from sandlot.agent import target
     from sandlot.api import sandbox
 
-from sandlot.runtime import models
-
 from fuzz import _harness
+from sandlot.runtime import models
 
 ROOT = Path(tempfile.mkdtemp(prefix="sandlot-fuzz-root-"))
 USER_UID = 1000

@@ -109,7 +109,7 @@ class RootFS:
         self._names: dict[int, str] | None = None
         self._groups: dict[int, str] | None = None
 
-    def __enter__(self) -> RootFS:  # noqa: PYI034
+    def __enter__(self) -> RootFS:
         return self
 
     def __exit__(self, *exc: object) -> None:

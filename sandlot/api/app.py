@@ -121,11 +121,12 @@ def _lifespan(
         database = await asyncio.to_thread(db.migrated, settings.database_url, settings.state_dir)
         async with contextlib.AsyncExitStack() as stack:
             stack.callback(database.close)
-            driver = given
-            if driver is None:
-                driver = await stack.enter_async_context(
+            if given is None:
+                driver: base.RuntimeDriver = await stack.enter_async_context(
                     drivers.load(settings.server.driver)(settings.runtime)
                 )
+            else:
+                driver = given
             pool = pools.sandbox_pool(driver, settings)
             manager = lifecycle.SandboxManager(driver, database, settings, pool)
             report = await manager.start()

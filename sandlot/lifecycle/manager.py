@@ -192,7 +192,7 @@ class SandboxManager:
             network={"allowOut": list(policy.allow), "denyOut": list(policy.deny)},
             auto_resume=auto_resume, timeout=seconds, idle_timeout=idle_timeout or None,
             boot=models.Boot.FORK if source is not None and source.memory else models.Boot.CLEAN,
-        )  # fmt: skip
+        )
         ask = admission.Ask(
             "this create", disk=limits.disk_mb * MiB, path=rt.data_dir, memory_mb=limits.memory_mb
         )
@@ -301,7 +301,7 @@ class SandboxManager:
         return self._table.list(
             team_id, metadata=metadata, states=states, order=order, started_after=started_after,
             template=template, limit=limit, next_token=next_token,
-        )  # fmt: skip
+        )
 
     # -- change ----------------------------------------------------------------------------
 
@@ -486,7 +486,7 @@ class SandboxManager:
         ask = admission.Ask(
             f"forking it {count} times", disk=count * parent.disk_mb * MiB + images,
             path=self.settings.runtime.data_dir, memory_mb=count * parent.memory_mb,
-        )  # fmt: skip
+        )
         with self.admission.admit(ask, await self._usage()):
             return await self._fork(parent, children, seconds)
 
@@ -562,7 +562,7 @@ class SandboxManager:
                 "disk_mb": sbx.disk_mb, "pids": sbx.pids,
                 "env_vars_sealed": self.vault.seal(sbx.env_vars, row=f"snapshots/{snapshot_id}/env_vars"),
             },
-        )  # fmt: skip
+        )
         _log_done("snapshot", f"{sbx.id} -> {snapshots.tag_of(row)}", started)
         return row
 

@@ -191,7 +191,7 @@ class Pool:
             ready=len(self._ready), busy=len(self._busy), creating=self._creating,
             waiting=len(self._waiters), target=self.target, min_size=self.min_size,
             max_size=self.max_size, healthy=not self.broken, last_error=self._last_error,
-        )  # fmt: skip
+        )
 
     def start(self) -> None:
         self._fill()
@@ -252,7 +252,7 @@ class Pool:
         self._fill()
 
     def _fill(self) -> None:
-        if self._closed or self.broken and self._retry is not None:
+        if self._closed or (self.broken and self._retry is not None):
             return
         while self._size < self.target and self._creating < _PARALLEL_CREATES:
             self._creating += 1
@@ -314,7 +314,7 @@ class Pool:
     async def _destroy(self, sandbox_id: str) -> None:
         try:
             await self.driver.destroy(sandbox_id=sandbox_id)
-        except Exception:  # noqa: BLE001 - what is left is nobody's: the next reconcile removes it
+        except Exception:
             logger.exception("pools.destroy.failed %s %s", self.name, sandbox_id)
 
     def _spawn(self, coro: Any) -> None:
@@ -340,4 +340,4 @@ def sandbox_pool(driver: base.RuntimeDriver, settings: Settings) -> Pool | None:
     return Pool(
         driver, make, name="sandboxes", min_size=min(server.pool_min, server.pool_max),
         max_size=server.pool_max, reuse=False,
-    )  # fmt: skip
+    )

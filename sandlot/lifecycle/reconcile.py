@@ -46,7 +46,7 @@ async def adopt(
             checkpoints[sbx.id] = info.checkpoint
         if info.state in (models.SandboxState.PAUSED, models.SandboxState.RUNNING) and info.state != sbx.state:
             logger.warning("lifecycle.reconcile %s: the store said %s, the runtime holds it %s",
-                           sbx.id, sbx.state, info.state)  # fmt: skip
+                           sbx.id, sbx.state, info.state)
             if info.state == models.SandboxState.RUNNING:
                 sbx.running_again(models.Boot.RESUME, sbx.timeout)
             else:

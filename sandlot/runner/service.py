@@ -19,8 +19,8 @@ import secrets
 from collections.abc import Callable, Mapping
 
 from sandlot.config import Settings
-from sandlot.runner import languages, models, steps
 from sandlot.lifecycle import errors, pools
+from sandlot.runner import languages, models, steps
 from sandlot.runtime import base
 from sandlot.runtime import errors as runtime_errors
 from sandlot.runtime import models as runtime
@@ -59,7 +59,7 @@ class Executor:
                 driver, _spec_maker(template, limits), name=f"execute-{template}",
                 min_size=conf.pool_min, max_size=max(conf.pool_max, conf.pool_min, 1), reuse=conf.reuse,
                 max_waiting=conf.queue, wait_timeout=conf.queue_timeout,
-            )  # fmt: skip
+            )
             for template in sorted(self.catalog.templates)
         }
         self._versions: asyncio.Task[None] | None = None
@@ -83,7 +83,7 @@ class Executor:
             models.LanguageInfo(
                 language=lang.name, version=self.catalog.versions.get(lang.name),
                 aliases=list(lang.aliases), compiled=lang.compiled,
-            )  # fmt: skip
+            )
             for lang in sorted(self.catalog.languages.values(), key=lambda lang: lang.name)
         ]
 
@@ -119,7 +119,7 @@ class Executor:
                 limits=dataclasses.replace(pool.spec.limits, memory_mb=memory),
                 network=runtime.NetworkPolicy(internet=request.network),
                 max_limits=rt.max_limits,
-            )  # fmt: skip
+            )
         except ValueError as exc:
             self._back(pool, sandbox_id)
             raise errors.InvalidRequest(str(exc)) from None
@@ -165,13 +165,13 @@ class Executor:
                     stage = await steps.run_step(
                         self.driver, sandbox_id, language.version, env=language.env, stdin=None,
                         limits=steps.StepLimits(timeout=_VERSION_TIMEOUT, output_limit=4096),
-                    )  # fmt: skip
+                    )
                     version = languages.parse_version(stage.stdout + stage.stderr)
                     if version is None:
                         logger.warning("runner.version %s: none in %r", language.name, stage.stdout[:200])
                     else:
                         self.catalog.versions[language.name] = version
-            except Exception:  # noqa: BLE001 - a language without a version still runs
+            except Exception:
                 logger.exception("runner.versions of template %s failed", template)
                 pool.discard(sandbox_id)
                 return
@@ -188,6 +188,6 @@ def _spec_maker(template: str, limits: runtime.Limits) -> Callable[[], runtime.S
         return runtime.SandboxSpec(
             sandbox_id="x" + secrets.token_hex(8), template=template, runner=True, limits=limits,
             network=runtime.NetworkPolicy(internet=False),
-        )  # fmt: skip
+        )
 
     return make

@@ -71,14 +71,14 @@ async def run_program(
         result.compile = await run_step(
             driver, sandbox_id, language.compile_argv(entry), env=language.env, stdin=None, compile=True,
             limits=dataclasses.replace(step, timeout=language.compile_timeout, cpu_time=None),
-        )  # fmt: skip
+        )
         if result.compile.status != "ok":
             return result
     await driver.update(sandbox_id=sandbox_id, limits=limits, network=network)
     result.run = await run_step(
         driver, sandbox_id, language.run_argv(entry, request.args), env={**language.env, **request.env},
         stdin=request.stdin.encode(), limits=step,
-    )  # fmt: skip
+    )
     return result
 
 

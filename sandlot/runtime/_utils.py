@@ -69,10 +69,14 @@ async def run(
     args = [os.fspath(a) for a in argv]
     name = os.path.basename(args[0])
     started = time.perf_counter()
-    pipes = None if output is not None else (os.pipe(), os.pipe())
+    pipes: tuple[tuple[int, int], tuple[int, int]] | None = None
+    if output is None:
+        pipes = (os.pipe(), os.pipe())
+        out, err = pipes[0][1], pipes[1][1]
+    else:
+        out = err = output
     stdin = {0: _memfd(input)} if input is not None else {}
     try:
-        out, err = (output, output) if pipes is None else (pipes[0][1], pipes[1][1])
         pid = spawn(args, fds={**stdin, 1: out, 2: err, **(fds or {})})
     finally:
         for fd in [*stdin.values(), *(w for _, w in pipes or ())]:

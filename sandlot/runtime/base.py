@@ -165,4 +165,4 @@ C = TypeVar("C")
 
 def capability(driver: RuntimeDriver, kind: type[C]) -> C | None:
     """``driver`` as a ``kind`` (one of the capability protocols above), or None without it."""
-    return driver if isinstance(driver, kind) else None  # type: ignore[return-value]
+    return driver if isinstance(driver, kind) else None

@@ -79,13 +79,13 @@ def criu_yard(dest: Path) -> None:
     drops the host's cgroup2 mount options (``favordynmods``, see `favor_dynamic_moves`)."""
     with open("/proc/self/mountinfo") as f:
         mounted = [(fields.split()[4], rest.split()[0], set(rest.split()[2].split(",")))
-                   for fields, rest in (line.split(" - ", 1) for line in f)]  # fmt: skip
+                   for fields, rest in (line.split(" - ", 1) for line in f)]
     links: dict[str, str] = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
             names = line.strip().split(":", 2)[1].split(",")
             for target, fstype, options in mounted:
-                if names == [""] and fstype == "cgroup2" or fstype == "cgroup" and options >= set(names):
+                if (names == [""] and fstype == "cgroup2") or (fstype == "cgroup" and options >= set(names)):
                     links[",".join(n.removeprefix("name=") or "unified" for n in names)] = target
                     break
     dest.mkdir(mode=0o700, exist_ok=True)

@@ -47,7 +47,7 @@ async def create(image: Path, *, size_mb: int, root_owner: int) -> None:
         "-i", str(_BYTES_PER_INODE),
         "-E", f"lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner={root_owner}:{root_owner}",
         image,
-    )  # fmt: skip
+    )
 
 
 def mount(image: Path, target: Path) -> None:

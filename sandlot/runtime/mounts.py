@@ -25,7 +25,7 @@ MS_NOEXEC = 0x8
 MS_NOATIME = 0x400
 _MS_REMOUNT = 0x20
 _MOUNT_FLAGS = {"ro": 0x1, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC, "noatime": MS_NOATIME,
-                "nodiratime": 0x800, "relatime": 0x200000, "strictatime": 0x1000000}  # fmt: skip
+                "nodiratime": 0x800, "relatime": 0x200000, "strictatime": 0x1000000}
 _MNT_DETACH = 0x2
 
 _LOOP_CTL_GET_FREE = 0x4C82
@@ -91,7 +91,7 @@ def loop_device(image: str | os.PathLike[str]) -> tuple[int, str]:
                 config = _LOOP_CONFIG.pack(
                     backing, 0, 0, 0, 0, 0, 0, 0, 0, 0, _LO_FLAGS_AUTOCLEAR,
                     os.fsencode(image)[-63:], b"", b"", 0, 0,
-                )  # fmt: skip
+                )
                 try:
                     fcntl.ioctl(device, _LOOP_CONFIGURE, config)
                 except OSError as exc:

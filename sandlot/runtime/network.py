@@ -59,7 +59,7 @@ class Link:
         the host gids ``ping_groups`` (the sandbox's own, first and last) open ICMP datagram
         sockets there: ping without CAP_NET_RAW."""
         return ["net-hook", "--veth", self.veth, "--host-address", f"{self.host_address}/30",
-                "--address", f"{self.address}/30", "--ping-groups", "%d-%d" % ping_groups]  # fmt: skip
+                "--address", f"{self.address}/30", "--ping-groups", "%d-%d" % ping_groups]
 
 
 class Network:
@@ -194,7 +194,7 @@ class Network:
     async def remove_strays(self) -> list[int]:
         """Remove the veths and chains of every slot nobody holds (after a crash)."""
         found = {int(n[len(self.veth_prefix):]) for n in _listdir("/sys/class/net")
-                 if n.startswith(self.veth_prefix) and n[len(self.veth_prefix):].isdigit()}  # fmt: skip
+                 if n.startswith(self.veth_prefix) and n[len(self.veth_prefix):].isdigit()}
         out = await _utils.run("nft", "-j", "list", "table", "inet", self.table, check=False)
         for item in json.loads(out).get("nftables", []) if out else []:
             name = item.get("chain", {}).get("name", "")

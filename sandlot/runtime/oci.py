@@ -47,18 +47,18 @@ _CAPABILITIES = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_SETGID",
     "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT",
     "CAP_KILL", "CAP_AUDIT_WRITE",
-]  # fmt: skip
+]
 
 _MASKED = [
     "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
     "/sys/firmware", "/sys/devices/virtual/powercap", "/sys/kernel/debug",
     "/sys/kernel/security",
-]  # fmt: skip
+]
 
 _READONLY = [
     "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
-]  # fmt: skip
+]
 
 
 def bundle_config(
@@ -108,7 +108,7 @@ def bundle_config(
             "args": [INIT_PATH, "--listen", f"0.0.0.0:{INIT_PORT}", "--token-fd", "3", "--ready-fd", "4"],
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": "/",
-            "capabilities": {k: caps for k in ("bounding", "effective", "permitted")},
+            "capabilities": dict.fromkeys(("bounding", "effective", "permitted"), caps),
             "rlimits": [
                 {"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile},
                 {"type": "RLIMIT_CORE", "hard": 0, "soft": 0},
@@ -141,7 +141,7 @@ def _resources(limits: models.Limits) -> dict[str, Any]:
 
 def _mounts(init_binary: str, scratch: Path | None, workdir: str) -> list[dict[str, Any]]:
     nodev = ["nosuid", "noexec", "nodev"]
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"destination": "/proc", "type": "proc", "source": "proc"},
         {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
          "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
@@ -155,7 +155,7 @@ def _mounts(init_binary: str, scratch: Path | None, workdir: str) -> list[dict[s
          "options": [*nodev, "relatime", "ro"]},
         {"destination": INIT_PATH, "type": "bind", "source": init_binary,
          "options": ["bind", "ro", "nosuid", "nodev"]},
-    ]  # fmt: skip
+    ]
     if scratch is None:
         return mounts
     binds = {**SCRATCH_DIRS, "home": workdir}
@@ -164,6 +164,6 @@ def _mounts(init_binary: str, scratch: Path | None, workdir: str) -> list[dict[s
         {"destination": inside, "type": "bind", "source": str(scratch / name),
          "options": ["bind", "nosuid", "nodev", *(["noexec"] if name == "shm" else [])]}
         for name, inside in binds.items()
-    ]  # fmt: skip
+    ]
     return mounts
 

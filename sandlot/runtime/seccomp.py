@@ -114,7 +114,7 @@ _ALLOWED = {
         "msgget", "msgsnd", "msgrcv", "msgctl", "mq_open", "mq_unlink", "mq_timedsend",
         "mq_timedreceive", "mq_notify", "mq_getsetattr",
     ],
-}  # fmt: skip
+}
 """Each group names what a program does with it. Names of the 64-bit tables only; a name one
 arch lacks (``open`` on aarch64, ``arch_prctl`` there) is skipped by runc."""
 

@@ -435,7 +435,7 @@ class _Build:
             "unshare", "--mount", "--propagation", "private", "--pid", "--fork", "--kill-child", "--",
             "/bin/sh", "-c", mount_then_chroot, "sh", str(self.rootfs),
             "/usr/bin/env", "-i", *env, "/bin/sh", "-c", command,
-        ]  # fmt: skip
+        ]
         self._run(step, argv, display or command, env={"PATH": _CHROOT_PATH, "LC_ALL": "C"}, on_line=on_line)
 
     def _run(

@@ -98,7 +98,7 @@ def test_v1_routes(server: Server, cleanup: list[str]) -> None:
             "/sandboxes",
             json={"templateID": "base", "timeout": 120, "secure": False, "allow_internet_access": False,
                   "metadata": {"v": "1"}, "envVars": {}},
-        )  # fmt: skip
+        )
         assert created.status_code == 201, created.text
         body = created.json()
         cleanup.append(body["sandboxID"])

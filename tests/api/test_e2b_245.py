@@ -36,7 +36,7 @@ def _ensure_venv() -> Path:
         ):
             return python
         subprocess.run([os.path.join(sys.base_prefix, "bin", "python3"), "-m", "venv", "--clear", str(VENV)],
-                       check=True, capture_output=True)  # fmt: skip
+                       check=True, capture_output=True)
         subprocess.run(
             [
                 str(python),

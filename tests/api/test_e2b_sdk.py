@@ -93,7 +93,7 @@ def test_metrics_are_real(cleanup: list[str]) -> None:
     [metric] = sbx.get_metrics()
     assert metric.mem_total == 512 * 1024 * 1024
     assert 0 < metric.mem_used < metric.mem_total
-    assert 0 < metric.disk_total and 0 <= metric.disk_used < metric.disk_total
+    assert metric.disk_total > 0 and 0 <= metric.disk_used < metric.disk_total
     assert metric.cpu_count == 1 and 0 <= metric.cpu_used_pct <= 100
 
 

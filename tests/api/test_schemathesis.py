@@ -43,7 +43,7 @@ def test_no_server_errors(server: Server, tmp_path: Path) -> None:
             timeout=120,
             check=False,
             cwd=tmp_path,
-        )  # fmt: skip
+        )
     finally:
         server.kill_all()
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

@@ -10,7 +10,7 @@ from sandlot.cli import run
 from sandlot.sdk._core import execute
 
 RUN = {"stdout": "", "stderr": "", "exit_code": 0, "signal": None, "status": "ok", "wall_ms": 5.0,
-       "cpu_ms": 4.0, "memory_peak_kb": 2048, "truncated": False}  # fmt: skip
+       "cpu_ms": 4.0, "memory_peak_kb": 2048, "truncated": False}
 
 
 def _result(run_stage: dict[str, object] | None, compile_stage: dict[str, object] | None = None) -> execute.models.ExecuteResult:

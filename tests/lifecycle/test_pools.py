@@ -11,7 +11,6 @@ import pytest
 from sandlot.lifecycle import pools
 from sandlot.runtime import models
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import new_id, run
 
 PoolMaker = Callable[..., pools.Pool]
@@ -26,7 +25,7 @@ async def make_pool(driver: RuncDriver) -> AsyncIterator[PoolMaker]:
             return models.SandboxSpec(
                 sandbox_id=new_id(), template=template, runner=runner,
                 limits=models.Limits(disk_mb=64), network=models.NetworkPolicy(internet=False),
-            )  # fmt: skip
+            )
 
         kw.setdefault("reuse", runner)
         pool = pools.Pool(driver, spec, name="test", **kw)  # type: ignore[arg-type]

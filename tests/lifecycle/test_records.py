@@ -23,7 +23,7 @@ def _sandbox(team: str) -> records.LiveSandbox:
         access_token="tok", secure=True, auto_pause=True, cpu_count=1.5, memory_mb=256,
         disk_mb=1024, pids=99, allow_internet=False, network={"allowOut": ["10.0.0.0/8"], "denyOut": []},
         auto_resume=True, timeout=90, idle_timeout=30, boot=models.Boot.FORK,
-    )  # fmt: skip
+    )
 
 
 def test_a_sandbox_reads_back_whole_from_its_row(tmp_path: Path) -> None:

@@ -342,7 +342,7 @@ async def test_a_restarted_manager_adopts_what_the_driver_holds(
     adopted = again.get(team, running.id)
     assert (adopted.env_vars, adopted.metadata, adopted.access_token) == (
         {"K": "v"}, {"m": "1"}, running.access_token
-    )  # fmt: skip
+    )
     assert (await again.connect(team, paused.id))[1] is True
     assert await state(fake, paused.id) is RUNNING
     with pytest.raises(errors.SandboxNotFound):

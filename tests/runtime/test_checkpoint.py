@@ -15,7 +15,6 @@ import pytest
 
 from sandlot.runtime import cgroups, errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests import conftest
 from tests.runtime.conftest import SandboxFactory, cgroup2_mount, run
 
@@ -331,7 +330,7 @@ async def test_criu_leaves_the_hosts_cgroup_mounts_alone(
 
 def _limit_files(driver: RuncDriver, sandbox_id: str) -> dict[str, str]:
     names = {"memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "cpu.cfs_quota_us", "pids.max",
-             "devices.list", "memory.max", "memory.swap.max", "cpu.max"}  # fmt: skip
+             "devices.list", "memory.max", "memory.swap.max", "cpu.max"}
     return {
         f"{d.parent.name}/{f.name}": f.read_text()
         for d in cgroups.cgroup_dirs(f"/sandlot-{driver.settings.instance}/{sandbox_id}")

@@ -17,7 +17,6 @@ from sandlot.config import Settings
 from sandlot.runtime import base, errors, models
 from sandlot.runtime.drivers.fake import FakeDriver
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests import conftest
 from tests.runtime import test_checkpoint
 from tests.runtime.conftest import new_id, run

@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import SandboxFactory, run
 
 
@@ -29,7 +28,7 @@ async def test_host_files_are_out_of_reach(driver: RuncDriver, sandbox: str, tmp
     secret.write_text("host secret")
     for user in ("user", "root"):
         result = await run(driver, sandbox, "sh", "-c", f"cat {secret} /proc/1/root{secret} 2>&1; ls {tmp_path} 2>&1",
-                           user=user)  # fmt: skip
+                           user=user)
         assert "host secret" not in result.stdout
         assert "No such file" in result.stdout
 
@@ -45,7 +44,7 @@ async def test_root_inside_is_not_root_outside(driver: RuncDriver, sandbox: str)
         echo 1 > /sys/kernel/profiling 2>/dev/null && echo sysfs-open
         mount -t tmpfs none /mnt 2>/dev/null && echo mount-open
         python3 -c 'import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall(313,0,b"",0); print("finit_module", os.strerror(ctypes.get_errno()))'
-        echo done""", user="root")  # fmt: skip
+        echo done""", user="root")
     assert "open" not in attempts.stdout
     assert "finit_module Operation not permitted" in attempts.stdout
     assert attempts.stdout.strip().endswith("done")
@@ -64,7 +63,7 @@ async def test_planted_symlinks_do_not_reach_the_host(
         ln -sf {canary}/keep /etc/hosts; ln -sf {canary}/keep /etc/resolv.conf
         ln -s {canary} /home/user/hostdir; ln -s / /home/user/hostroot
         mkdir -p /tmp/deep/a/b && ln -s {canary} /tmp/deep/a/b/c
-        ln -s {canary}/keep /tmp/hardish""", user="root")  # fmt: skip
+        ln -s {canary}/keep /tmp/hardish""", user="root")
     await driver.stats(sandbox_id=sid)
     await driver.destroy(sandbox_id=sid)
     assert (canary / "keep").read_text() == "host data"

@@ -168,7 +168,7 @@ def _state(pid: int) -> str:
     return json.dumps({
         "ociVersion": "1.0.2", "id": "nht-test", "status": "creating", "pid": pid,
         "bundle": "/var/lib/sandlot/bundles/nht-test", "annotations": {"pid": "not this one"},
-    })  # fmt: skip
+    })
 
 
 def _one_line_error(r: subprocess.CompletedProcess[str]) -> str:
@@ -214,7 +214,7 @@ def test_wires_both_ends(run_hook, netns, slots, userns: bool) -> None:
     route = default[0]
     assert (route["gateway"], route["dev"], route["protocol"], route["scope"], route["type"]) == (
         str(slot.host.ip), "eth0", "boot", "global", "unicast",
-    )  # fmt: skip
+    )
     assert route.get("table", "main") == "main"
     # The kernel sends traffic for anywhere off the /30 through the host end.
     [via] = _ip_json("route", "get", "192.0.2.77", pid=pid)
@@ -386,7 +386,7 @@ def test_pid_is_found_with_whitespace(run_hook, netns, slots) -> None:
         "name-empty", "name-slash", "name-template", "missing-option", "twice", "unknown-option",
         "missing-value", "ping-groups-reversed", "ping-groups-negative", "ping-groups-space",
     ],
-)  # fmt: skip
+)
 def test_usage_errors_exit_2(run_hook, netns, args: list[str]) -> None:
     pid = netns()
     r = run_hook(args, _state(pid))

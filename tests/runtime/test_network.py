@@ -9,7 +9,6 @@ import pytest
 
 from sandlot.runtime import models
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.internet import CONNECT, METADATA, PRIVATE, PUBLIC, stand_in_internet
 from tests.runtime.conftest import SandboxFactory, run
 

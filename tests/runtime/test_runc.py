@@ -15,7 +15,6 @@ import pytest
 
 from sandlot.runtime import _utils, base, errors, models, mounts
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.conftest import census, test_settings
 from tests.runtime.conftest import SandboxFactory, cgroup2_mount, collect, new_id, run
 
@@ -124,7 +123,7 @@ async def test_pty_size_resize_and_exit_code(driver: RuncDriver, sandbox: str) -
 async def test_users_env_cwd_and_sandbox_basics(driver: RuncDriver, make_sandbox: SandboxFactory) -> None:
     sid = await make_sandbox(env={"GREETING": "hi", "SHARED": "sandbox"})
     who = await run(driver, sid, "sh", "-c", 'echo "$(id -un) $(id -u) $HOME $(pwd) $GREETING $SHARED $EXTRA"',
-                    env={"EXTRA": "x", "SHARED": "process"})  # fmt: skip
+                    env={"EXTRA": "x", "SHARED": "process"})
     assert who.stdout.split() == ["user", "1000", "/home/user", "/home/user", "hi", "process", "x"]
     root = await run(driver, sid, "sh", "-c", "id -u; pwd", user="root", cwd="/tmp")
     assert root.stdout.split() == ["0", "/tmp"]

@@ -10,7 +10,6 @@ import pytest
 
 from sandlot.runtime import errors, models
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import SandboxFactory, run
 
 # What a run can leave behind besides files: a daemonised process, System V IPC objects and a

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import run
 
 __all__ = ["CLONE_NEWNET", "CLONE_NEWNS", "CLONE_NEWUSER", "NR", "USERS", "syscalls"]
@@ -28,13 +27,13 @@ _TABLES = {
                "perf_event_open": 298, "setns": 308, "bpf": 321, "userfaultfd": 323},
     "aarch64": {"clone": 220, "ptrace": 117, "add_key": 217, "keyctl": 219, "unshare": 97,
                 "perf_event_open": 241, "setns": 268, "bpf": 280, "userfaultfd": 282},
-}  # fmt: skip
+}
 NR = {
     **_TABLES[platform.machine()],
     # One table for every arch from Linux 5.1 on.
     "io_uring_setup": 425, "open_tree": 428, "move_mount": 429, "fsopen": 430,
     "fsconfig": 431, "fsmount": 432, "fspick": 433, "clone3": 435, "mount_setattr": 442,
-}  # fmt: skip
+}
 """System call numbers of this machine (a sandbox runs the host's arch)."""
 
 _PROBE = r"""

@@ -11,7 +11,6 @@ import os
 
 from sandlot.runtime import models
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import Result, SandboxFactory, run
 
 _WORK = ("python3", "-c", "print(sum(range(10**6)))")
@@ -42,7 +41,7 @@ chunks = []
 while True:
     chunks.append(bytearray(16 * 2**20))
     print(len(chunks), flush=True)
-""")  # fmt: skip
+""")
     assert bomb.exit.signal == 9
     assert int(bomb.stdout.split()[-1]) * 16 <= 64
 
@@ -60,7 +59,7 @@ try:
 except OSError as e:
     print("stopped", n, e.errno, flush=True)
     os.killpg(0, 9)
-""")  # fmt: skip
+""")
     words = bomb.stdout.split()
     assert words[0] == "stopped" and int(words[2]) == 11, bomb.stdout  # EAGAIN
     assert int(words[1]) < 64
@@ -78,7 +77,7 @@ try:
     print('wrote everything')
 except OSError as e:
     print('errno', errno.errorcode[e.errno])
-""")  # fmt: skip
+""")
     assert bomb.stdout.strip() == "errno ENOSPC"
     host_after = os.statvfs(driver.settings.data_dir)
     assert (host_before.f_bavail - host_after.f_bavail) * host_after.f_frsize < 128 * 2**20
@@ -96,7 +95,7 @@ try:
         n += 1
 except OSError as e:
     print(n, errno.errorcode[e.errno])
-""")  # fmt: skip
+""")
     made, error = bomb.stdout.split()
     assert error == "ENOSPC" and 1000 < int(made) < 10000, bomb.stdout
     host_after = os.statvfs(driver.settings.data_dir)

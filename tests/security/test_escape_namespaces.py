@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests import conftest
 from tests.runtime.conftest import run
 from tests.security.probes import CLONE_NEWNET, CLONE_NEWNS, CLONE_NEWUSER, USERS, syscalls
@@ -30,7 +29,7 @@ async def test_no_namespace_can_be_made_or_joined(driver: RuncDriver, sandbox: s
         "unshare mount": ("unshare", CLONE_NEWNS),
         "clone user": ("clone", CLONE_NEWUSER | _SIGCHLD, 0, 0, 0, 0),
         "setns": ("setns", -1, 0),  # a bad fd: EBADF if the call got as far as the kernel
-    }, user=user)  # fmt: skip
+    }, user=user)
     assert answers == dict.fromkeys(answers, "EPERM")
     # The tools say so too.
     tool = await run(driver, sandbox, "unshare", "--user", "--map-root-user", "--net", "true", user=user)
@@ -54,7 +53,7 @@ if pid == 0:
 out.append(f"fork {os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])}")
 out.append(subprocess.run(["sh", "-c", "echo spawn"], capture_output=True, text=True).stdout.strip())
 print(*out)
-""", user=user)  # fmt: skip
+""", user=user)
     assert works.stdout.strip() == "thread fork 7 spawn", works.stderr
 
 
@@ -67,7 +66,7 @@ async def test_the_walls_stand_after_a_restore(driver: RuncDriver, sandbox: str,
     for user in USERS:
         answers = await syscalls(driver, sandbox, {
             "unshare user": ("unshare", CLONE_NEWUSER), "clone3": ("clone3", [88], 88),
-        }, user=user)  # fmt: skip
+        }, user=user)
         assert answers == {"unshare user": "EPERM", "clone3": "ENOSYS"}
         after = await run(driver, sandbox, "sh", "-c", "ulimit -H -c; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping", user=user)
         assert after.stdout.split() == ["0", "ping"], after.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import run
 from tests.security.probes import USERS
 
@@ -37,7 +36,7 @@ async def test_no_raw_sockets_but_ping_works(driver: RuncDriver, sandbox: str, u
 @pytest.mark.parametrize("user", USERS)
 async def test_no_core_dumps(driver: RuncDriver, sandbox: str, user: str) -> None:
     limits = await run(driver, sandbox, "sh", "-c", "ulimit -c; ulimit -H -c; ulimit -H -c unlimited 2>&1 || echo refused",
-                       user=user)  # fmt: skip
+                       user=user)
     lines = limits.stdout.splitlines()
     assert lines[:2] == ["0", "0"]
     assert lines[-1] == "refused"
@@ -59,14 +58,14 @@ try:
     print("opened")
 except OSError as e:
     print("open", type(e).__name__)
-""", user="root")  # fmt: skip
+""", user="root")
     assert "opened" not in attempt.stdout and attempt.stdout.strip(), attempt.stderr
 
 
 async def test_kernel_knobs_are_read_only(driver: RuncDriver, sandbox: str) -> None:
     knobs = ["kernel/hostname", "kernel/core_pattern", "net/ipv4/ip_forward", "vm/drop_caches",
-             "net/ipv4/ping_group_range", "user/max_user_namespaces"]  # fmt: skip
+             "net/ipv4/ping_group_range", "user/max_user_namespaces"]
     written = await run(driver, sandbox, "sh", "-c", "; ".join(
         f"echo 1 > /proc/sys/{k} 2>/dev/null && echo {k} written" for k in knobs
-    ) + "; echo done", user="root")  # fmt: skip
+    ) + "; echo done", user="root")
     assert written.stdout == "done\n"

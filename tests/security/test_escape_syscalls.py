@@ -12,7 +12,6 @@ import signal
 import pytest
 
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests.runtime.conftest import run
 from tests.security.probes import CLONE_NEWNS, CLONE_NEWUSER, USERS, syscalls
 
@@ -36,7 +35,7 @@ async def test_the_mount_api_is_refused_even_after_a_nested_user_namespace(
         "fsconfig": ("fsconfig", -1, 6, 0, 0, 0),
         "fsmount": ("fsmount", -1, 0, 0),
         "mount_setattr": ("mount_setattr", -1, "", 0, 0, 0),
-    }, user=user, first=("unshare", CLONE_NEWUSER | CLONE_NEWNS))  # fmt: skip
+    }, user=user, first=("unshare", CLONE_NEWUSER | CLONE_NEWNS))
     assert answers == dict.fromkeys(answers, "EPERM")
 
 
@@ -49,7 +48,7 @@ async def test_kernel_soft_spots_are_refused(driver: RuncDriver, sandbox: str, u
         "perf_event_open": ("perf_event_open", 0, 0, -1, -1, 0),
         "keyctl": ("keyctl", 0, -3, 0),  # KEYCTL_GET_KEYRING_ID of the session keyring
         "add_key": ("add_key", "user", "k", "v", 1, -3),
-    }, user=user)  # fmt: skip
+    }, user=user)
     assert answers == dict.fromkeys(answers, "EPERM")
 
 

@@ -15,7 +15,6 @@ import pytest
 
 from sandlot.runtime import models
 from sandlot.runtime.drivers.runc import RuncDriver
-
 from tests import slot
 from tests.internet import CONNECT, SERVE
 from tests.runtime.conftest import SandboxFactory, run
@@ -91,7 +90,7 @@ def _far_end() -> Iterator[str]:
         for argv in (["netns", "add", ns], ["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns],
                      ["addr", "add", f"{host}/30", "dev", veth], ["link", "set", veth, "up"],
                      ["-n", ns, "addr", "add", f"{far}/30", "dev", "eth0"], ["-n", ns, "link", "set", "eth0", "up"],
-                     ["-n", ns, "route", "add", "default", "via", host]):  # fmt: skip
+                     ["-n", ns, "route", "add", "default", "via", host]):
             subprocess.run(["ip", *argv], check=True, capture_output=True)
         server = subprocess.Popen(["ip", "netns", "exec", ns, "python3", "-c", SERVE, "80"])
         yield far

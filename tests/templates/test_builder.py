@@ -341,7 +341,7 @@ def resolve_inside(rootfs: Path, rel: str) -> Path:
 
 def test_base_has_the_tools(base_rootfs: Path) -> None:
     for rel in ["usr/bin/python", "usr/bin/python3", "usr/bin/pip", "usr/bin/node", "usr/bin/npm",
-                "usr/bin/git", "usr/bin/curl", "usr/bin/sudo", "usr/bin/bash"]:  # fmt: skip
+                "usr/bin/git", "usr/bin/curl", "usr/bin/sudo", "usr/bin/bash"]:
         real = resolve_inside(base_rootfs, rel)
         assert real.is_file(), rel
         assert os.stat(real).st_mode & 0o111, rel

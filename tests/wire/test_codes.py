@@ -73,7 +73,7 @@ ROWS = [
     (wire.Unavailable, E2B.SandboxNotRunningException, E2B.SandboxNotRunningException, SDK.SandboxNotRunningError, SDK.SandboxNotRunningError),
     (wire.Unimplemented, E2B.SandboxException, E2B.SandboxException, SDK.UnsupportedError, SDK.UnsupportedError),
     (wire.Internal, E2B.SandboxException, E2B.SandboxException, SDK.ServerError, SDK.ServerError),
-]  # fmt: skip
+]
 
 
 def test_rows_cover_every_wire_error() -> None:

@@ -23,4 +23,5 @@ def load(name: str) -> type:
     if not found:
         known = sorted(ep.name for ep in entry_points(group=GROUP))
         raise errors.RuntimeDriverError(f"no runtime driver {name!r}; installed: {', '.join(known) or 'none'}")
-    return next(iter(found)).load()
+    driver: type = next(iter(found)).load()
+    return driver

@@ -30,7 +30,7 @@ _OPERATIONS = frozenset({
     "create", "start", "attach", "processes", "pause", "resume", "stats", "update", "reset",
     "put_files", "destroy", "reconcile", "checkpoint", "restore", "fork", "snapshot",
     "create_from_snapshot", "restart",
-})  # fmt: skip
+})
 """What `FakeDriver.fail_next` can make fail."""
 
 
@@ -150,7 +150,7 @@ class FakeDriver:
             sandbox_id=spec.sandbox_id, state=models.SandboxState.RUNNING, template=spec.template,
             created_at=datetime.now(UTC), limits=limits, network=spec.network, metadata=spec.metadata,
             address=str(address), init_pid=0,
-        )  # fmt: skip
+        )
         sbx = _Sandbox(spec=spec, made=made, init_pid=next(self._init_pids))
         (self._dir / spec.sandbox_id).mkdir(parents=True)
         self._sandboxes[spec.sandbox_id] = sbx
@@ -377,7 +377,7 @@ class FakeDriver:
         except OSError as exc:
             raise errors.RuntimeDriverError(f"snapshotting sandbox {sandbox_id!r} failed: {exc}") from exc
         origin = {"template": sbx.spec.template, "limits": dataclasses.asdict(sbx.made.limits),
-                  "hostname": sbx.spec.hostname or sandbox_id, "memory": memory}  # fmt: skip
+                  "hostname": sbx.spec.hostname or sandbox_id, "memory": memory}
         try:
             shutil.copytree(self._root(sbx), dest / "rootfs", symlinks=True)
             if memory:

@@ -84,13 +84,13 @@ class Process:
         spec = self.spec
         pty = dataclasses.asdict(spec.pty) if spec.pty else None
         return {"pid": self.pid, "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
-                "user": spec.user, "tag": spec.tag, "pty": pty, "stdin": self.stdin_open}  # fmt: skip
+                "user": spec.user, "tag": spec.tag, "pty": pty, "stdin": self.stdin_open}
 
     @classmethod
     def from_image(cls, data: dict[str, Any]) -> Process:
         pty = models.PtySize(**data["pty"]) if data["pty"] else None
         spec = models.ProcessSpec(argv=data["argv"], env=data["env"], cwd=data["cwd"], user=data["user"],
-                                  stdin=data["stdin"], pty=pty, tag=data["tag"])  # fmt: skip
+                                  stdin=data["stdin"], pty=pty, tag=data["tag"])
         return cls(data["pid"], spec)
 
 

@@ -57,7 +57,7 @@ class Bundles(core.Core):
             # No disk image: the scratch tmpfs is the disk, and `reset` empties it.
             mb = sbx.limits.disk_mb
             mounts.mount("tmpfs", mnt, "tmpfs", flags=mounts.MS_NOSUID | mounts.MS_NODEV,
-                         options=f"size={mb}m,nr_inodes={mb * 64},mode=0711,uid={owner},gid={owner}")  # fmt: skip
+                         options=f"size={mb}m,nr_inodes={mb * 64},mode=0711,uid={owner},gid={owner}")
             await asyncio.to_thread(self._fill_scratch, sbx, mnt)
         else:
             await self._disks.take(image, size_mb=sbx.limits.disk_mb)
@@ -73,7 +73,7 @@ class Bundles(core.Core):
         ``nodev``: a device node in the template or made by the sandbox opens nothing."""
         upper, work = sdir / "disk" / "upper", sdir / "disk" / "work"
         mounts.mount("overlay", sdir / "bundle" / "rootfs", "overlay", flags=mounts.MS_NODEV,
-                     options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")  # fmt: skip
+                     options=f"lowerdir={sbx.lower},upperdir={upper},workdir={work}")
 
     def _fill_scratch(self, sbx: state.Sandbox, scratch: Path) -> None:
         """Make (or, after a run, make again) a runner sandbox's writable places as new: empty
@@ -130,7 +130,7 @@ class Bundles(core.Core):
                 self._runc, "--root", self._root, "run", "--detach", "--no-new-keyring", "--pid-file", pid_file,
                 "--preserve-fds", "2", "--bundle", bundle, sid,
                 fds={3: token_r, 4: ready_w},
-            )  # fmt: skip
+            )
             os.close(ready_w)
             ready_w = -1
             sbx.init_pid = int(pid_file.read_text())

@@ -19,7 +19,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +189,7 @@ class Criu(bundle.Bundles):
             await self._criu(
                 "checkpoint", "--image-path", str(written), "--work-path", str(work),
                 "--tcp-established", "--leave-running", sid, running=f"{op}.dumping",
-            )  # fmt: skip
+            )
             await asyncio.to_thread(images.seal, image_dir, group=self._owner)
         except BaseException:
             await asyncio.to_thread(shutil.rmtree, written, True)
@@ -286,7 +286,7 @@ class Criu(bundle.Bundles):
             limits=origin.limits,
             link=None,
             lower=origin.lower,
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             # init's token lives in the memory a restored copy starts from
             token=origin.token if same_memory else secrets.token_hex(32),
         )
@@ -332,7 +332,7 @@ class Criu(bundle.Bundles):
                     "restore", "--detach", "--image-path", str(image_dir), "--work-path", str(criu_work),
                     "--tcp-established", "--bundle", str(sdir / "bundle"),
                     "--pid-file", str(pid_file), sid, running=f"{op}.restoring",
-                )  # fmt: skip
+                )
             sbx.init_pid = int(pid_file.read_text())
             self._watch(sbx)
             await self._wire(sbx)
@@ -383,7 +383,7 @@ class Criu(bundle.Bundles):
              *(f"--ext-mount-map={b}" for b in binds),
              *(f"--inherit-fd=fd[{fd}]:{name}" for fd, name in enumerate(descriptors) if "pipe:" in name)],
             what="criu restore", log=log, running=running,
-        )  # fmt: skip
+        )
         state.adopt_container(self._root, sid, container, int(pid_file.read_text()), outputs=str(log))
         cgroups.thaw(self._cgroup(sid))
 
@@ -434,7 +434,7 @@ def keep_kerndat_tmpfs(criu_dir: Path) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.ismount(run):
             mounts.mount("tmpfs", run, "tmpfs", flags=mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
-                         options="size=1m,mode=0700")  # fmt: skip
+                         options="size=1m,mode=0700")
 
 
 def write_config(path: Path, yard: Path) -> None:

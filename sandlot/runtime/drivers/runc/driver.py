@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sandlot.runtime import _utils, base, cgroups, disk, errors, initbin, initproto, models, oci
 from sandlot.runtime.drivers.runc import bundle, core, criu, host, reconcile, state
@@ -99,7 +99,7 @@ class RuncDriver(
             limits=spec.limits.clamp(self.settings.max_limits),
             link=None,
             lower=str(lower),
-            created_at=datetime.now(timezone.utc),
+            created_at=datetime.now(UTC),
             token=secrets.token_hex(32),
         )
         try:

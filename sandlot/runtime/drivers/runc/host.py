@@ -9,7 +9,7 @@ import ctypes
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,7 @@ def clear_ipc(init_pid: int) -> None:
         if _libc.setns(theirs, _CLONE_NEWIPC) != 0:
             raise OSError(ctypes.get_errno(), f"setns into the IPC namespace of {init_pid}")
         try:
-            removers = {
+            removers: dict[str, Callable[[int], int]] = {
                 "shm": lambda i: _libc.shmctl(i, _IPC_RMID, None),
                 "sem": lambda i: _libc.semctl(i, 0, _IPC_RMID),
                 "msg": lambda i: _libc.msgctl(i, _IPC_RMID, None),

@@ -35,7 +35,7 @@ class Reconciling(core.Core):
         containers = {c["id"]: c for c in json.loads(out or "null") or []}
         on_host |= set(containers)
         on_host |= {c.name for d in cgroups.cgroup_dirs(f"/sandlot-{self.settings.instance}")
-                    for c in d.iterdir() if c.is_dir()}  # fmt: skip
+                    for c in d.iterdir() if c.is_dir()}
         removed = []
         for sid in sorted(on_host - known):
             await self._teardown(sid, self._sandboxes.get(sid))
@@ -141,9 +141,9 @@ class Reconciling(core.Core):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while strays := (_utils.running_with(b"--root", os.fsencode(self._root))
-                         | _utils.running_with(b"--config", os.fsencode(self._criu_config))):  # fmt: skip
+                         | _utils.running_with(b"--config", os.fsencode(self._criu_config))):
             if loop.time() > deadline:
                 logger.warning("runc.reconcile runc processes %s are still running after %.0f s",
-                               sorted(strays), timeout)  # fmt: skip
+                               sorted(strays), timeout)
                 return
             await asyncio.sleep(0.02)

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -164,9 +164,9 @@ def adopt_container(root: Path, sid: str, container: dict[str, Any], pid: int, *
         **container,
         "init_process_pid": pid,
         "init_process_start": started,
-        "created": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         "namespace_paths": {k: re.sub(r"^/proc/\d+/", f"/proc/{pid}/", v)
-                            for k, v in container.get("namespace_paths", {}).items()},  # fmt: skip
+                            for k, v in container.get("namespace_paths", {}).items()},
         "external_descriptors": ["/dev/null", outputs, outputs],
     }
     (root / sid).mkdir(mode=0o711, exist_ok=True)
