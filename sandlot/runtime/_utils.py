@@ -244,12 +244,13 @@ async def reap_orphans(interval: float) -> None:
     those, so their zombies would pile up. A zombie outside `_WAITED` is reaped once it has
     stayed one for a whole ``interval``: a child that somebody starts outside `spawn` (a
     `subprocess.run`) is waited for the moment it exits, so only the unclaimed ones last
-    that long.
+    that long. The scan of /proc runs in a thread: with many sandboxes it reads thousands of
+    files, which the event loop should not wait for.
     """
     seen: set[int] = set()
     while True:
         await asyncio.sleep(interval)
-        now = zombie_children() - _WAITED
+        now = await asyncio.to_thread(zombie_children) - _WAITED
         _reap(now & seen)
         seen = now
 

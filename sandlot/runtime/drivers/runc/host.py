@@ -69,20 +69,29 @@ async def read_byte(fd: int) -> bytes:
 
 async def wait_init_quiet(init_pid: int, timeout: float = 1.0) -> None:
     """Wait (at most ``timeout``) until no connection to init's port is open in the sandbox's
-    network namespace, as /proc/<init>/net/tcp shows it (ESTABLISHED or CLOSE_WAIT)."""
-    port = f":{oci.INIT_PORT:04X}"
+    network namespace, as /proc/<init>/net/tcp shows it (ESTABLISHED or CLOSE_WAIT).
+
+    The table is read in a thread: a tenant with many sockets makes it long, and parsing it on
+    the event loop would stall every other sandbox's requests meanwhile.
+    """
     deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        try:
-            with open(f"/proc/{init_pid}/net/tcp") as f:
-                rows = [line.split() for line in f.readlines()[1:]]
-        except OSError:
-            return
-        if not any(r[1].endswith(port) and r[3] in ("01", "08") for r in rows if len(r) > 3):
-            return
+    while await asyncio.to_thread(_init_connected, init_pid):
         if asyncio.get_running_loop().time() >= deadline:
             return
         await asyncio.sleep(0.005)
+
+
+def _init_connected(init_pid: int) -> bool:
+    port = f":{oci.INIT_PORT:04X}"
+    try:
+        with open(f"/proc/{init_pid}/net/tcp") as f:
+            next(f, None)  # the header
+            return any(
+                len(r) > 3 and r[1].endswith(port) and r[3] in ("01", "08") for r in map(str.split, f)
+            )
+    except OSError:
+        return False
+
 
 FIFREEZE = 0xC0045877
 FITHAW = 0xC0045878
