@@ -382,3 +382,30 @@ async def test_a_restore_past_its_deadline_fails_and_the_sandbox_stays_paused(
             driver.settings = settings
         assert before <= await _count(address) < before + 60
     assert killed >= 1
+
+
+async def test_a_refused_restore_can_be_retried_with_connections_open(
+    driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
+) -> None:
+    """A checkpoint taken while a client holds a TCP connection into the sandbox, refused once
+    (its manifest missing), restores on the next try: the retry gets the sandbox's address
+    back before CRIU reconnects the socket."""
+    sid = await make_sandbox()
+    counter = await driver.start(sandbox_id=sid, process=models.ProcessSpec(["python3", "-c", COUNTER]))
+    await counter.aclose()
+    address = (await driver.info(sandbox_id=sid)).address
+    before = await _count(address)
+    _, held = await asyncio.open_connection(address, 8080)  # established, its request never sent
+    try:
+        await driver.checkpoint(sandbox_id=sid, image_dir=images / "cp")
+        manifest = images / "cp" / "manifest.json"
+        kept = manifest.read_bytes()
+        manifest.unlink()
+        with pytest.raises(errors.RuntimeDriverError, match="no readable manifest"):
+            await driver.restore(sandbox_id=sid)
+        assert (await driver.info(sandbox_id=sid)).state is models.SandboxState.PAUSED
+        manifest.write_bytes(kept)
+        assert (await driver.restore(sandbox_id=sid)).state is models.SandboxState.RUNNING
+        assert before <= await _count(address) < before + 60
+    finally:
+        held.close()

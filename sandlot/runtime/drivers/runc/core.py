@@ -10,6 +10,7 @@ They share this class's state, so each layer's methods read as they would in one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -134,13 +135,13 @@ class Core:
     async def _release(self, sbx: state.Sandbox) -> None:
         """Remove what only a running sandbox holds: its container, cgroup, mounts and veth (a
         restore or boot makes them again). Its files, network slot and rules stay, and so does
-        runc's state of the container, in ``container.json``, for `_restore_directly`."""
+        runc's state of the container, in ``container.json``, for `_restore_directly`. With no
+        container (a restore that failed before it made one) the container.json of the
+        checkpoint stays: the next try restores directly, with the veth CRIU's TCP sockets need."""
         sid = sbx.spec.sandbox_id
         sdir = self._sandboxes_dir / sid
-        try:
+        with contextlib.suppress(OSError, ValueError):
             state.write_json(sdir / state.CONTAINER, json.loads((self._root / sid / "state.json").read_text()))
-        except (OSError, ValueError):
-            (sdir / state.CONTAINER).unlink(missing_ok=True)  # no container: nothing to restore directly
         await self._runc_delete(sid, force=True)
         cgroups.remove(self._cgroup(sid))  # one that CRIU made for a restore that failed
         mounts.unmount(sdir / "bundle" / "rootfs")

@@ -17,13 +17,14 @@ import fcntl
 import json
 import os
 import secrets
+import shlex
 import shutil
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sandlot.runtime import _utils, cgroups, disk, errors, faults, images, models, mounts
+from sandlot.runtime import _utils, cgroups, disk, errors, faults, images, models, mounts, network
 from sandlot.runtime.drivers.runc import bundle, core, host, state
 
 __all__ = ["Criu", "keep_kerndat_tmpfs", "write_config"]
@@ -316,7 +317,7 @@ class Criu(bundle.Bundles):
                 disk.mount(sdir / "disk.img", sdir / "disk")
                 self._mount_overlay(sbx, sdir)
                 if container is None:
-                    self._write_config(sbx, sbx.link, sdir, bundle.template_meta(sbx.lower), hook=False)
+                    self._write_config(sbx, sbx.link, sdir, bundle.template_meta(sbx.lower))
                 shutil.rmtree(criu_work, ignore_errors=True)
                 criu_work.mkdir(mode=0o700)
                 pid_file.unlink(missing_ok=True)
@@ -380,12 +381,28 @@ class Criu(bundle.Bundles):
              "--images-dir", str(image_dir), "--work-dir", str(work), "--log-file", "restore.log",
              "--root", str(self._sandboxes_dir / sid / "bundle" / "rootfs"), "--restore-detached", "--restore-sibling",
              "--pidfile", str(pid_file), "--manage-cgroups=soft", "--tcp-established", "--evasive-devices",
+             "--action-script", str(self._wire_on_restore(sbx.link, work)),
              *(f"--ext-mount-map={b}" for b in binds),
              *(f"--inherit-fd=fd[{fd}]:{name}" for fd, name in enumerate(descriptors) if "pipe:" in name)],
             what="criu restore", log=log, running=running,
         )
         state.adopt_container(self._root, sid, container, int(pid_file.read_text()), outputs=str(log))
         cgroups.thaw(self._cgroup(sid))
+
+    def _wire_on_restore(self, link: network.Link, work: Path) -> Path:
+        """A CRIU action script, written into ``work``, that gives the sandbox its veth and
+        address once CRIU has made its network namespace and before it restores sockets: a
+        TCP connection to or from outside can only be put back on an address the sandbox has.
+        runc does the same for its restores with the bundle's createRuntime hook."""
+        hook = shlex.join([str(self._init_binary), *self._hook_args(link)])
+        script = work / "wire-on-restore"
+        script.write_text(
+            "#!/bin/sh\n"
+            '[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0\n'
+            f'printf \'{{"pid": %d}}\' "$CRTOOLS_INIT_PID" | exec {hook}\n'
+        )
+        script.chmod(0o700)
+        return script
 
     def _criu_binary(self) -> Path:
         criu = self.settings.cache_dir / "criu" / "current" / "criu"
