@@ -137,7 +137,7 @@ class Core:
         restore or boot makes them again). Its files, network slot and rules stay, and so does
         runc's state of the container, in ``container.json``, for `_restore_directly`. With no
         container (a restore that failed before it made one) the container.json of the
-        checkpoint stays: the next try restores directly, with the veth CRIU's TCP sockets need."""
+        checkpoint stays, so that the next try restores directly, as the first did."""
         sid = sbx.spec.sandbox_id
         sdir = self._sandboxes_dir / sid
         with contextlib.suppress(OSError, ValueError):
