@@ -12,6 +12,7 @@ hierarchy), v1 otherwise (one hierarchy per controller, as on these hybrid machi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -108,10 +109,7 @@ class CgroupUsage:
 def cgroup_dirs(path: str) -> list[Path]:
     """The directories that make up the cgroup ``path`` (one per v1 controller) that exist."""
     rel = path.lstrip("/")
-    if is_v2():
-        candidates = [ROOT / rel]
-    else:
-        candidates = [ROOT / c / rel for c in _V1_CONTROLLERS]
+    candidates = [ROOT / rel] if is_v2() else [ROOT / c / rel for c in _V1_CONTROLLERS]
     return [c for c in candidates if c.is_dir()]
 
 
@@ -177,10 +175,8 @@ async def kill_all(path: str, *, but: int | None = None, timeout: float = 5.0) -
             await asyncio.sleep(0.001)
         for pid in _read(procs).split():
             if int(pid) != but:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
     finally:
         _write(freeze, thawed)
     while not gone():
@@ -274,7 +270,5 @@ def remove(path: str) -> None:
         dirs.append(ROOT / "unified" / path.lstrip("/"))  # the hybrid layout's empty v2 tree
     for d in dirs:
         for sub in sorted(d.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(sub)
-            except OSError:
-                pass

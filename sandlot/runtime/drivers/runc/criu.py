@@ -403,7 +403,7 @@ class Criu(bundle.Bundles):
         and may hold a pipe open for ever); ``running`` names the crash point reached while it
         runs (a command that outlives a killed daemon goes on to the end, `_await_strays`)."""
         try:
-            with open(log, "wb") as out:
+            with open(log, "wb") as out:  # noqa: ASYNC230 - a new empty file in our own state directory
                 pid = _utils.spawn(argv, fds={1: out.fileno(), 2: out.fileno()})
                 faults.crash_point(running)
                 code = await _utils.finish(pid, argv, self.settings.criu_timeout)
