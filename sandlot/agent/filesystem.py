@@ -514,7 +514,9 @@ class _Watcher:
     thread works on a closed (or reused) descriptor number.
     """
 
-    def __init__(self, quota: _Quota, recursive: bool, include_entry: bool, sink: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, quota: _Quota, recursive: bool, include_entry: bool, sink: Callable[[dict[str, Any]], None]
+    ) -> None:
         self.path = "/"
         self.recursive = recursive
         self.include_entry = include_entry

@@ -28,7 +28,21 @@ CPU_PERIOD_US = 100_000
 """The CFS period of every sandbox (`sandlot.runtime.oci` hands it to runc): the CPU limit is
 a quota of cores times this."""
 
-__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "criu_yard", "favor_dynamic_moves", "is_v2", "kill_all", "members", "remove", "reset_peak", "set_limits", "thaw", "usage"]
+__all__ = [
+    "CPU_PERIOD_US",
+    "CgroupUsage",
+    "cgroup_dirs",
+    "criu_yard",
+    "favor_dynamic_moves",
+    "is_v2",
+    "kill_all",
+    "members",
+    "remove",
+    "reset_peak",
+    "set_limits",
+    "thaw",
+    "usage",
+]
 
 ROOT = Path("/sys/fs/cgroup")
 # "systemd" (name=systemd) is not a controller, but runc makes the cgroup there too.

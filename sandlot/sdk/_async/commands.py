@@ -240,7 +240,9 @@ class AsyncCommands:
     ) -> models.CommandResult: ...
 
     @overload
-    async def run(self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]) -> AsyncCommandHandle: ...
+    async def run(
+        self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]
+    ) -> AsyncCommandHandle: ...
 
     async def run(
         self,

@@ -242,7 +242,9 @@ class Commands:
     ) -> models.CommandResult: ...
 
     @overload
-    def run(self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]) -> CommandHandle: ...
+    def run(
+        self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]
+    ) -> CommandHandle: ...
 
     def run(
         self,
