@@ -58,7 +58,9 @@ def _process(
     out.put((latencies, errors))
 
 
-def spread(target: Any, args: tuple[Any, ...], clients: int, processes: int, stop: float) -> tuple[list[Any], list[Any]]:
+def spread(
+    target: Any, args: tuple[Any, ...], clients: int, processes: int, stop: float
+) -> tuple[list[Any], list[Any]]:
     """Run ``clients`` simulated clients spread over ``processes`` processes until ``stop``:
     each process runs ``target(*args, its_clients, stop, queue)``, which puts one
     ``(latencies, errors)`` pair on the queue; the pairs come back concatenated."""
@@ -100,7 +102,9 @@ def main() -> None:
         sid = created.json()["sandboxID"]
         try:
             stop = time.perf_counter() + 1.0 + args.seconds  # let every process connect first
-            latencies, errors = spread(_process, (args.url, key, f"/sandboxes/{sid}"), args.clients, args.processes, stop)
+            latencies, errors = spread(
+                _process, (args.url, key, f"/sandboxes/{sid}"), args.clients, args.processes, stop
+            )
             elapsed = args.seconds
         finally:
             client.delete(f"/sandboxes/{sid}")

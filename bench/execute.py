@@ -95,8 +95,11 @@ def raw_python(runs: int) -> Figure:
 
 def docker_python(runs: int) -> Figure:
     with docker_bench.base_image() as docker:
-        argv = [*docker, "run", "--rm", "--network", "none", "--user", "0", docker_bench.IMAGE, "python3", "-c", PROGRAM]
-        return Figure("`docker run --rm --network none IMAGE python3 -c`", docker_bench.timed_runs(argv, runs, warmup=2))
+        argv = [
+            *docker, "run", "--rm", "--network", "none", "--user", "0", docker_bench.IMAGE, "python3", "-c", PROGRAM
+        ]
+        name = "`docker run --rm --network none IMAGE python3 -c`"
+        return Figure(name, docker_bench.timed_runs(argv, runs, warmup=2))
 
 
 def main() -> None:
@@ -141,13 +144,15 @@ def main() -> None:
         print(f"{f.name:{width}} {len(f.samples):6} {f.p50:8.2f} {f.p99:8.2f} {rate} {failed:6}")
     print()
     verdict = "met" if single.p50 <= P50_TARGET_MS else "not met"
-    line = f"p50 at concurrency 1: {single.p50:.1f} ms, target <= {P50_TARGET_MS:.0f} ms: {verdict}; {single.p50 / floor.p50:.2f}x raw python3 -c"
+    line = (f"p50 at concurrency 1: {single.p50:.1f} ms, target <= {P50_TARGET_MS:.0f} ms: {verdict}; "
+            f"{single.p50 / floor.p50:.2f}x raw python3 -c")
     if docker:
         line += f"; `docker run` is {docker.p50 / single.p50:.1f}x slower"
     print(line)
     for f, rps, failed in rows[1:]:
         ratio = f.p99 / f.p50
-        print(f"{f.name}: {rps:.1f} runs/s (target >= {RPS_TARGET:.0f}: {'met' if rps and rps >= RPS_TARGET else 'not met'}); "
+        print(f"{f.name}: {rps:.1f} runs/s "
+              f"(target >= {RPS_TARGET:.0f}: {'met' if rps and rps >= RPS_TARGET else 'not met'}); "
               f"p99 {f.p99:.0f} ms = {ratio:.1f}x its p50 of {f.p50:.0f} ms (target <= {P99_OVER_P50_TARGET:.0f}x: "
               f"{'met' if ratio <= P99_OVER_P50_TARGET else 'not met'}); {failed} failed")
 

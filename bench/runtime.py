@@ -170,7 +170,8 @@ def main() -> None:
     first = next(f for f in figures if "first" in f.name)
     execs = figures[-1]
     print(f"\ncreate -> first exec p50 / raw runc run p50: {first.p50 / runc.p50:.2f}x (target <= 2x)")
-    print(f"exec `true` p50 / raw fork/exec p50: {execs.p50 / fork.p50:.1f}x; exec p50 {execs.p50:.2f} ms (target <= 10 ms)")
+    print(f"exec `true` p50 / raw fork/exec p50: {execs.p50 / fork.p50:.1f}x; "
+          f"exec p50 {execs.p50:.2f} ms (target <= 10 ms)")
 
 
 if __name__ == "__main__":

@@ -132,7 +132,9 @@ def instrument(driver: RuncDriver, phases: Phases) -> None:
     phases.wrap_async(driver, "_wire", lambda *a, **k: "network: wire a veth (init's hook)")
     phases.wrap_async(disk, "unmount", lambda *a, **k: "unmount disk (waits for loop device)")
     phases.wrap_sync(disk, "mount", "mount disk (loop)")
-    phases.wrap_sync(mounts, "mount", lambda *a, **k: "mount overlay" if a[0] == "overlay" else "  mount (inside mount disk)")
+    phases.wrap_sync(
+        mounts, "mount", lambda *a, **k: "mount overlay" if a[0] == "overlay" else "  mount (inside mount disk)"
+    )
     phases.wrap_sync(host, "copy_sparse", "copy disk image (sparse)")
     phases.wrap_sync(mounts, "unmount", lambda target: "unmount overlay" if str(target).endswith("rootfs")
                      else "  umount2 (inside unmount disk)")
@@ -210,8 +212,12 @@ async def sandlot_figures(args: argparse.Namespace) -> tuple[list[Figure], Phase
                     for i in range(args.forks):
                         image = images / f"fork{next(serial)}"
                         child = f"{sid}-f{i}"
-                        forks.append(await phases.measure(f"fork {label}", lambda sid=sid, child=child, image=image: driver.fork(
-                            sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=child)], image_dir=image)))
+                        forks.append(await phases.measure(
+                            f"fork {label}",
+                            lambda sid=sid, child=child, image=image: driver.fork(
+                                sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=child)], image_dir=image
+                            ),
+                        ))
                         await driver.destroy(sandbox_id=child)
                         shutil.rmtree(image)
                     figures.append(Figure(f"fork (count 1), {label} sandbox", forks))

@@ -153,7 +153,9 @@ class AdmissionSettings:
     reading the answer, before the proxy drops it."""
 
     def __post_init__(self) -> None:
-        for name in ("memory_overcommit", "retention_days", "proxy_connections", "proxy_read_timeout", "proxy_idle_timeout"):
+        for name in (
+            "memory_overcommit", "retention_days", "proxy_connections", "proxy_read_timeout", "proxy_idle_timeout"
+        ):
             if getattr(self, name) <= 0:
                 raise ValueError(f"SANDLOT_{name.upper()} must be more than 0, got {getattr(self, name)}")
         for name in ("disk_free_floor_mb", "team_storage_quota_mb"):

@@ -63,7 +63,7 @@ __all__ = [
 ]
 
 
-class Code(str, enum.Enum):
+class Code(enum.StrEnum):
     """A Connect error code, as it travels in JSON."""
 
     CANCELED = "canceled"

@@ -196,7 +196,9 @@ async def download(request: Request, call: rpc.Call, io: iopool.IOPool) -> Respo
         headers["vary"] = "Accept-Encoding"
     else:
         headers["content-length"] = str(st.st_size)
-    return StreamingResponse(_read_chunks(fd, call, io, gzipped), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(
+        _read_chunks(fd, call, io, gzipped), media_type="application/octet-stream", headers=headers
+    )
 
 
 def _quote(name: str) -> str:

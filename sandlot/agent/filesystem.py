@@ -30,6 +30,7 @@ import collections
 import contextlib
 import dataclasses
 import errno
+import functools
 import os
 import posixpath
 import secrets
@@ -513,7 +514,9 @@ class _Watcher:
     thread works on a closed (or reused) descriptor number.
     """
 
-    def __init__(self, quota: _Quota, recursive: bool, include_entry: bool, sink: Callable[[dict[str, Any]], None]) -> None:
+    def __init__(
+        self, quota: _Quota, recursive: bool, include_entry: bool, sink: Callable[[dict[str, Any]], None]
+    ) -> None:
         self.path = "/"
         self.recursive = recursive
         self.include_entry = include_entry
@@ -583,7 +586,7 @@ class _Watcher:
                 batch = list(self._raw)
                 self._raw.clear()
                 try:
-                    out = await in_pool(self._io, self._call, lambda access: self._messages(access, batch))
+                    out = await in_pool(self._io, self._call, functools.partial(self._messages, batch=batch))
                 except wire.WireError:
                     continue  # the sandbox is gone or its files hang: these events are lost
                 for message in out:

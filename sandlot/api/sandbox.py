@@ -306,7 +306,9 @@ class SandboxPlane:
         except httpx.HTTPError:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except TimeoutError:
-            logger.info("sandbox.proxy %s:%d: the client read nothing for %g s, dropped", sandbox.sandbox_id, port, idle)
+            logger.info(
+                "sandbox.proxy %s:%d: the client read nothing for %g s, dropped", sandbox.sandbox_id, port, idle
+            )
         finally:
             await response.aclose()
 

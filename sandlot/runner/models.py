@@ -69,7 +69,9 @@ class ExecuteRequest(BaseModel):
     files: Annotated[list[SourceFile], Field(min_length=1, max_length=64)] | None = None
     stdin: Annotated[str, Field(max_length=1 << 20)] = ""
     args: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=256)] = []
-    env: Annotated[dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=4096)]], Field(max_length=128)] = {}
+    env: Annotated[
+        dict[Annotated[str, Field(max_length=256)], Annotated[str, Field(max_length=4096)]], Field(max_length=128)
+    ] = {}
     timeout: Annotated[float, Field(gt=0)] = 10.0
     """Wall-clock seconds the program may run (the compile step has its own limit)."""
     cpu_time: Annotated[float, Field(gt=0)] | None = None

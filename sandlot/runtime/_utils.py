@@ -13,6 +13,7 @@ watcher, when another reaper took its child's status, waits for ever.)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -163,7 +164,7 @@ async def wait_pid(pid: int) -> int:
             await readable(fd)
         finally:
             os.close(fd)
-        _, status = os.waitpid(pid, 0)
+        _, status = os.waitpid(pid, 0)  # noqa: ASYNC222 - the pidfd said it exited; this returns at once
     finally:
         _WAITED.discard(pid)
     return os.waitstatus_to_exitcode(status)
@@ -257,7 +258,5 @@ async def reap_orphans(interval: float) -> None:
 
 def _reap(pids: set[int]) -> None:
     for pid in pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass

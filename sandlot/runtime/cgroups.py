@@ -12,6 +12,7 @@ hierarchy), v1 otherwise (one hierarchy per controller, as on these hybrid machi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -27,7 +28,21 @@ CPU_PERIOD_US = 100_000
 """The CFS period of every sandbox (`sandlot.runtime.oci` hands it to runc): the CPU limit is
 a quota of cores times this."""
 
-__all__ = ["CPU_PERIOD_US", "CgroupUsage", "cgroup_dirs", "criu_yard", "favor_dynamic_moves", "is_v2", "kill_all", "members", "remove", "reset_peak", "set_limits", "thaw", "usage"]
+__all__ = [
+    "CPU_PERIOD_US",
+    "CgroupUsage",
+    "cgroup_dirs",
+    "criu_yard",
+    "favor_dynamic_moves",
+    "is_v2",
+    "kill_all",
+    "members",
+    "remove",
+    "reset_peak",
+    "set_limits",
+    "thaw",
+    "usage",
+]
 
 ROOT = Path("/sys/fs/cgroup")
 # "systemd" (name=systemd) is not a controller, but runc makes the cgroup there too.
@@ -108,10 +123,7 @@ class CgroupUsage:
 def cgroup_dirs(path: str) -> list[Path]:
     """The directories that make up the cgroup ``path`` (one per v1 controller) that exist."""
     rel = path.lstrip("/")
-    if is_v2():
-        candidates = [ROOT / rel]
-    else:
-        candidates = [ROOT / c / rel for c in _V1_CONTROLLERS]
+    candidates = [ROOT / rel] if is_v2() else [ROOT / c / rel for c in _V1_CONTROLLERS]
     return [c for c in candidates if c.is_dir()]
 
 
@@ -177,10 +189,8 @@ async def kill_all(path: str, *, but: int | None = None, timeout: float = 5.0) -
             await asyncio.sleep(0.001)
         for pid in _read(procs).split():
             if int(pid) != but:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
     finally:
         _write(freeze, thawed)
     while not gone():
@@ -274,7 +284,5 @@ def remove(path: str) -> None:
         dirs.append(ROOT / "unified" / path.lstrip("/"))  # the hybrid layout's empty v2 tree
     for d in dirs:
         for sub in sorted(d.glob("**/"), key=lambda p: len(p.parts), reverse=True):
-            try:
+            with contextlib.suppress(OSError):
                 os.rmdir(sub)
-            except OSError:
-                pass

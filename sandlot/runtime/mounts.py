@@ -67,9 +67,10 @@ def unmount(target: str | os.PathLike[str]) -> None:
     path = os.fsencode(target)
     if not os.path.ismount(path):
         return
-    if _libc.umount2(path, 0) != 0:
-        if ctypes.get_errno() != errno.EBUSY or _libc.umount2(path, _MNT_DETACH) != 0:
-            raise _fail(f"umount {os.fsdecode(path)}")
+    if _libc.umount2(path, 0) != 0 and (
+        ctypes.get_errno() != errno.EBUSY or _libc.umount2(path, _MNT_DETACH) != 0
+    ):
+        raise _fail(f"umount {os.fsdecode(path)}")
 
 
 def loop_device(image: str | os.PathLike[str]) -> tuple[int, str]:

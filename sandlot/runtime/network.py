@@ -58,8 +58,9 @@ class Link:
         """Arguments of ``sandlot-init net-hook`` that wire this link into a sandbox, and let
         the host gids ``ping_groups`` (the sandbox's own, first and last) open ICMP datagram
         sockets there: ping without CAP_NET_RAW."""
+        first, last = ping_groups
         return ["net-hook", "--veth", self.veth, "--host-address", f"{self.host_address}/30",
-                "--address", f"{self.address}/30", "--ping-groups", "%d-%d" % ping_groups]
+                "--address", f"{self.address}/30", "--ping-groups", f"{first:d}-{last:d}"]
 
 
 class Network:

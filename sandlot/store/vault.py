@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -105,10 +106,8 @@ def _create(path: Path) -> None:
             f.write(secrets.token_hex(32) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         tmp.unlink(missing_ok=True)
     # The key must outlive a power cut once a row is sealed with it.

@@ -29,8 +29,8 @@ like ``nobody`` inside, and root in the sandbox could not write its own ``/etc``
 setuid/setgid bits, which the shift puts back, and the ``security.capability`` xattr, which it
 leaves cleared: a sandbox holds no CAP_NET_RAW, and a file capability outside the bounding set
 makes exec fail with EPERM, so ``ping`` works only without its ``cap_net_raw`` (it falls back to
-ICMP datagram sockets, see `sandlot.runtime.oci`). Shifting once per template is cheaper than idmapped mounts per sandbox and
-works on every kernel and filesystem the cache may live on.
+ICMP datagram sockets, see `sandlot.runtime.oci`). Shifting once per template is cheaper than
+idmapped mounts per sandbox and works on every kernel and filesystem the cache may live on.
 """
 
 from __future__ import annotations

@@ -177,7 +177,8 @@ def _whole(crash: Crash, sbx: Sandbox, before: int) -> None:
             assert client.post(f"/sandboxes/{sbx.sandbox_id}/connect", json={}).status_code == 201
     assert counter.count(sbx) > before, "the counter goes on from its value"
     assert sbx.files.read("/home/user/kept.txt") == "kept"
-    assert sbx.commands.run("echo written > /home/user/new.txt && cat /home/user/new.txt", timeout=10).stdout == "written\n"
+    written = sbx.commands.run("echo written > /home/user/new.txt && cat /home/user/new.txt", timeout=10)
+    assert written.stdout == "written\n"
 
 
 def _again(crash: Crash, what: Callable[[httpx.Client], httpx.Response]) -> None:

@@ -42,7 +42,8 @@ class _Watch:
     def _run(self) -> None:
         with self.server.client() as client:
             while not self._stop.is_set():
-                listed = {s["sandboxID"]: s["state"] for s in client.get("/v2/sandboxes", params={"limit": 1000}).json()}
+                sandboxes = client.get("/v2/sandboxes", params={"limit": 1000}).json()
+                listed = {s["sandboxID"]: s["state"] for s in sandboxes}
                 now = time.monotonic()
                 for sid in self.ids:
                     if sid not in listed:

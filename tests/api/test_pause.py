@@ -298,7 +298,7 @@ def test_concurrent_pauses_and_resumes_never_hang(server: Server, cleanup: list[
     for _ in range(5):
         share = [ids[i % len(ids)] for i in range(20)]
         with ThreadPoolExecutor(len(ids)) as pool:
-            list(pool.map(lambda sid: cycles(sid, share.count(sid)), ids))
+            list(pool.map(cycles, ids, [share.count(sid) for sid in ids]))
     assert len(took) == 5 * 20 * 2
     assert max(took) < 15, f"an operation took {max(took):.1f} s"
     for sbx in sandboxes:

@@ -194,7 +194,10 @@ def test_snapshot_bad_inputs(server: Server, cleanup: list[str], other_key: str)
         cleanup.append(sid)
         for body in ({"name": "Bad Name"}, {"name": "-x"}, {"name": "a" * 65}, {"name": 5}, {"memory": "maybe"}):
             error(client.post(f"/sandboxes/{sid}/snapshots", json=body), 400)
-        error(client.post(f"/sandboxes/{sid}/snapshots", content=b"{nope", headers={"content-type": "application/json"}), 400)
+        error(
+            client.post(f"/sandboxes/{sid}/snapshots", content=b"{nope", headers={"content-type": "application/json"}),
+            400,
+        )
         error(client.post(f"/sandboxes/{sid}/snapshots", json={"name": "base"}), 409)
         assert client.post(f"/sandboxes/{sid}/pause").status_code == 204
         error(client.post(f"/sandboxes/{sid}/snapshots", json={}), 409)

@@ -26,10 +26,15 @@ def run(server: SdkServer, *args: str, env: dict[str, str] | None = None) -> sub
 
 def test_a_program_prints_and_exits_as_it_would_here(sdk_server: SdkServer, tmp_path: Path) -> None:
     program = tmp_path / "echo.py"
-    program.write_text("import sys, util\nprint(util.shout(input()), sys.argv[1:])\nprint('warn', file=sys.stderr)\nsys.exit(7)")
+    program.write_text(
+        "import sys, util\nprint(util.shout(input()), sys.argv[1:])\nprint('warn', file=sys.stderr)\nsys.exit(7)"
+    )
     (tmp_path / "util.py").write_text("def shout(s):\n    return s.upper()\n")
     (tmp_path / "in.txt").write_text("quiet\n")
-    done = run(sdk_server, str(program), "--file", str(tmp_path / "util.py"), "--stdin", str(tmp_path / "in.txt"), "--", "-x", "y z")
+    done = run(
+        sdk_server, str(program), "--file", str(tmp_path / "util.py"), "--stdin", str(tmp_path / "in.txt"),
+        "--", "-x", "y z",
+    )
     assert (done.returncode, done.stdout, done.stderr) == (7, "QUIET ['-x', 'y z']\n", "warn\n")
     hello = tmp_path / "hello.sh"
     hello.write_text('echo "hello from $0"')

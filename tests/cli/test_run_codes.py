@@ -13,7 +13,9 @@ RUN = {"stdout": "", "stderr": "", "exit_code": 0, "signal": None, "status": "ok
        "cpu_ms": 4.0, "memory_peak_kb": 2048, "truncated": False}
 
 
-def _result(run_stage: dict[str, object] | None, compile_stage: dict[str, object] | None = None) -> execute.models.ExecuteResult:
+def _result(
+    run_stage: dict[str, object] | None, compile_stage: dict[str, object] | None = None
+) -> execute.models.ExecuteResult:
     body = {"language": "rust", "version": "1.63.0", "compile": compile_stage, "run": run_stage}
     return execute.parse_result(200, {}, json.dumps(body).encode())
 
@@ -51,7 +53,8 @@ def test_notes_name_the_limit_and_stay_quiet_for_the_programs_own_ending() -> No
         "stopped at its time limit after 2.0 s"
     )
     assert "memory limit" in (run._note(_result(RUN | {"status": "oom", "exit_code": None})) or "")
-    assert run._note(_result(RUN | {"exit_code": None, "signal": "SIGSEGV", "status": "runtime_error"})) == "killed by SIGSEGV"
+    segfault = RUN | {"exit_code": None, "signal": "SIGSEGV", "status": "runtime_error"}
+    assert run._note(_result(segfault)) == "killed by SIGSEGV"
     assert run._note(_result(RUN | {"truncated": True})) == "output cut at the limit"
 
 

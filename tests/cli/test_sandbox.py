@@ -20,9 +20,15 @@ pytestmark = pytest.mark.slow
 SANDLOT = str(Path(sys.executable).parent / "sandlot")
 
 
-def run(server: SdkServer, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, "SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.key, "COLUMNS": "200", **(env or {})}
-    return subprocess.run([SANDLOT, "sandbox", *args], capture_output=True, text=True, env=environ, input=input, timeout=120)
+def run(
+    server: SdkServer, *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {
+        **os.environ, "SANDLOT_API_URL": server.url, "SANDLOT_API_KEY": server.key, "COLUMNS": "200", **(env or {})
+    }
+    return subprocess.run(
+        [SANDLOT, "sandbox", *args], capture_output=True, text=True, env=environ, input=input, timeout=120
+    )
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,12 @@ def test_the_builtin_languages_load() -> None:
 
 
 def test_an_operator_file_replaces_a_builtin_and_adds_languages(tmp_path: Path) -> None:
-    (tmp_path / "python.toml").write_text('name = "python"\nentry = "prog.py"\nversion = ["python3", "-V"]\nrun = ["python3", "-S", "{entry}"]\n')
-    (tmp_path / "lua.toml").write_text('name = "lua"\ntemplate = "lua"\nentry = "main.lua"\nversion = ["lua", "-v"]\nrun = ["lua", "{entry}"]\n')
+    (tmp_path / "python.toml").write_text(
+        'name = "python"\nentry = "prog.py"\nversion = ["python3", "-V"]\nrun = ["python3", "-S", "{entry}"]\n'
+    )
+    (tmp_path / "lua.toml").write_text(
+        'name = "lua"\ntemplate = "lua"\nentry = "main.lua"\nversion = ["lua", "-v"]\nrun = ["lua", "{entry}"]\n'
+    )
     catalog = Catalog.from_dirs([tmp_path, languages.BUILTIN_DIR])
     assert catalog.find("python").entry == "prog.py"
     assert catalog.find("lua").template == "lua" and catalog.templates == {"runner", "lua"}
@@ -50,7 +55,9 @@ def test_a_bad_language_file_says_what_to_fix(tmp_path: Path, text: str, says: s
 
 def test_two_languages_cannot_share_a_name(tmp_path: Path) -> None:
     for name in ("a", "b"):
-        (tmp_path / f"{name}.toml").write_text(f'name = "{name}"\naliases = ["same"]\nentry = "m"\nversion = ["v"]\nrun = ["r"]\n')
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\naliases = ["same"]\nentry = "m"\nversion = ["v"]\nrun = ["r"]\n'
+        )
     with pytest.raises(LanguageError, match="'same' names both"):
         Catalog.from_dirs([tmp_path])
 
@@ -61,7 +68,7 @@ def test_versions_match_exactly_or_by_prefix() -> None:
     for asked in (None, "", "*", "latest", "3", "3.11", "3.11.2"):
         assert catalog.find("python", asked).name == "python"
     for asked in ("3.1", "3.11.20", "2", "3.12"):
-        with pytest.raises(LanguageError, match="python 3.11.2"):
+        with pytest.raises(LanguageError, match=re.escape("python 3.11.2")):
             catalog.find("python", asked)
 
 

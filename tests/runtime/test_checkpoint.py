@@ -171,7 +171,9 @@ async def test_snapshot_copies_memory_and_files_into_new_sandboxes(
     driver: RuncDriver, make_sandbox: SandboxFactory, images: Path
 ) -> None:
     source = await make_sandbox()
-    counter = await driver.start(sandbox_id=source, process=models.ProcessSpec(["python3", "-c", COUNTER], tag="counter"))
+    counter = await driver.start(
+        sandbox_id=source, process=models.ProcessSpec(["python3", "-c", COUNTER], tag="counter")
+    )
     await counter.aclose()
     await run(driver, source, "sh", "-c", "echo snap > /home/user/snap.txt")
     source_address = (await driver.info(sandbox_id=source)).address
@@ -320,7 +322,9 @@ async def test_criu_leaves_the_hosts_cgroup_mounts_alone(
     assert "favordynmods" in before[2].split(","), "the driver turned it on when it opened"
     await driver.checkpoint(sandbox_id=sid, image_dir=images / "cp")
     await driver.restore(sandbox_id=sid)
-    [child] = await driver.fork(sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=f"{sid}-f")], image_dir=images / "f")
+    [child] = await driver.fork(
+        sandbox_id=sid, children=[models.SandboxSpec(sandbox_id=f"{sid}-f")], image_dir=images / "f"
+    )
     try:
         assert cgroup2_mount() == before
         assert (await run(driver, child.sandbox_id, "true")).exit.ok

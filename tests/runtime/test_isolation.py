@@ -38,12 +38,16 @@ async def test_root_inside_is_not_root_outside(driver: RuncDriver, sandbox: str)
     inside, outside, _ = uid_map.stdout.split()
     assert (inside, outside) == ("0", str(driver.settings.userns_base))
     # Kernel-wide knobs stay shut to root inside: sysrq, kernel parameters, modules, /sys.
-    attempts = await run(driver, sandbox, "sh", "-c", """
+    finit_module = (  # finit_module(2), syscall 313, of no module at all
+        'import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall(313,0,b"",0); '
+        'print("finit_module", os.strerror(ctypes.get_errno()))'
+    )
+    attempts = await run(driver, sandbox, "sh", "-c", f"""
         echo h > /proc/sysrq-trigger 2>/dev/null && echo sysrq-open
         echo 1 > /proc/sys/kernel/panic 2>/dev/null && echo proc-sys-open
         echo 1 > /sys/kernel/profiling 2>/dev/null && echo sysfs-open
         mount -t tmpfs none /mnt 2>/dev/null && echo mount-open
-        python3 -c 'import ctypes,os; r=ctypes.CDLL(None,use_errno=True).syscall(313,0,b"",0); print("finit_module", os.strerror(ctypes.get_errno()))'
+        python3 -c '{finit_module}'
         echo done""", user="root")
     assert "open" not in attempts.stdout
     assert "finit_module Operation not permitted" in attempts.stdout

@@ -69,7 +69,9 @@ def test_end_of_stream_error_maps_through_the_table() -> None:
 
 
 def test_iter_messages_marks_clean_end_with_none() -> None:
-    data = connect.encode_envelope({"a": 1}) + connect.encode_envelope({"metadata": {"x": ["y"]}}, connect.FLAG_END_STREAM)
+    data = connect.encode_envelope({"a": 1}) + connect.encode_envelope(
+        {"metadata": {"x": ["y"]}}, connect.FLAG_END_STREAM
+    )
     assert list(connect.iter_messages(connect.EnvelopeDecoder(), data)) == [{"a": 1}, None]
 
 

@@ -95,7 +95,9 @@ def test_an_interpreted_run() -> None:
 
 
 def test_a_compile_error_has_no_run_and_reads_as_the_compilers_failure() -> None:
-    failed = OK_RUN | {"stdout": "", "stderr": "error[E0425]: cannot find value `x`", "exit_code": 1, "status": "compile_error"}
+    failed = OK_RUN | {
+        "stdout": "", "stderr": "error[E0425]: cannot find value `x`", "exit_code": 1, "status": "compile_error"
+    }
     result = execute.parse_result(200, {}, _answer(language="rust", version="1.63.0", compile=failed, run=None))
     assert result.run is None
     assert result.status is models.StageStatus.COMPILE_ERROR
@@ -129,7 +131,10 @@ def test_error_answers() -> None:
 
 
 def test_languages() -> None:
-    body = b'[{"language":"rust","version":"1.63.0","aliases":["rs"],"compiled":true},{"language":"bash","version":"5.2"}]'
+    body = (
+        b'[{"language":"rust","version":"1.63.0","aliases":["rs"],"compiled":true},'
+        b'{"language":"bash","version":"5.2"}]'
+    )
     assert execute.parse_languages(200, {}, body) == [
         models.Language("rust", "1.63.0", ["rs"], True),
         models.Language("bash", "5.2", [], False),

@@ -205,7 +205,9 @@ def test_snapshot_requests_and_answers() -> None:
         "warm:v2", ["warm:v2"], "s1", False, datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC), 4096
     )
     minimal = api.parse_snapshot(201, {}, b'{"snapshotID":"a:v1","names":["team/a:v1"]}')  # E2B's required keys
-    assert (minimal.snapshot_id, minimal.names, minimal.memory, minimal.created_at) == ("a:v1", ["team/a:v1"], True, None)
+    assert (minimal.snapshot_id, minimal.names, minimal.memory, minimal.created_at) == (
+        "a:v1", ["team/a:v1"], True, None
+    )
     with pytest.raises(exceptions.AlreadyExistsError):
         api.parse_snapshot(409, {}, b'{"code":409,"message":"sandbox s1 is paused"}')
     with pytest.raises(exceptions.ProtocolError):

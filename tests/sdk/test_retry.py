@@ -46,6 +46,7 @@ def test_retry_after_as_an_http_date() -> None:
 
 def test_only_429_is_retried() -> None:
     policy = RetryPolicy()
-    assert policy.delay(0, errors.error_from_http(503, b'{"code":503,"message":"no runner"}', {"Retry-After": "1"})) is None
+    no_runner = errors.error_from_http(503, b'{"code":503,"message":"no runner"}', {"Retry-After": "1"})
+    assert policy.delay(0, no_runner) is None
     assert policy.delay(0, errors.error_from_http(413, b"too large")) is None  # resource_exhausted, but not 429
     assert policy.delay(0, exceptions.ServerError("boom")) is None

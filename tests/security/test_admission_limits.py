@@ -25,7 +25,8 @@ def test_over_the_maximum_is_refused_naming_the_cap(data_root: Path, monkeypatch
         assert client.get("/v2/sandboxes").json() == [], "nothing was made of a refused create"
         sid = created(client, cpuCount=2, memoryMB=8192, diskSizeMB=20480)
         info = client.get(f"/sandboxes/{sid}").json()
-        assert (info["cpuCount"], info["memoryMB"], info["diskSizeMB"]) == (2, 8192, 20480), "the caps themselves are fine"
+        caps = (info["cpuCount"], info["memoryMB"], info["diskSizeMB"])
+        assert caps == (2, 8192, 20480), "the caps themselves are fine"
 
 
 @pytest.mark.parametrize(

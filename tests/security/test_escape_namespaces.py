@@ -68,5 +68,6 @@ async def test_the_walls_stand_after_a_restore(driver: RuncDriver, sandbox: str,
             "unshare user": ("unshare", CLONE_NEWUSER), "clone3": ("clone3", [88], 88),
         }, user=user)
         assert answers == {"unshare user": "EPERM", "clone3": "ENOSYS"}
-        after = await run(driver, sandbox, "sh", "-c", "ulimit -H -c; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping", user=user)
+        after = await run(driver, sandbox, "sh", "-c", "ulimit -H -c; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping",
+                          user=user)
         assert after.stdout.split() == ["0", "ping"], after.stderr

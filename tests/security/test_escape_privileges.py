@@ -35,8 +35,8 @@ async def test_no_raw_sockets_but_ping_works(driver: RuncDriver, sandbox: str, u
 
 @pytest.mark.parametrize("user", USERS)
 async def test_no_core_dumps(driver: RuncDriver, sandbox: str, user: str) -> None:
-    limits = await run(driver, sandbox, "sh", "-c", "ulimit -c; ulimit -H -c; ulimit -H -c unlimited 2>&1 || echo refused",
-                       user=user)
+    limits = await run(driver, sandbox, "sh", "-c",
+                       "ulimit -c; ulimit -H -c; ulimit -H -c unlimited 2>&1 || echo refused", user=user)
     lines = limits.stdout.splitlines()
     assert lines[:2] == ["0", "0"]
     assert lines[-1] == "refused"

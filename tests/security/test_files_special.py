@@ -47,9 +47,16 @@ def test_fifos_sockets_and_devices_are_a_clear_400(client: httpx.Client, sbx: Sa
     sbx.commands.run(
         "mkfifo /tmp/fifo && python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('/tmp/sock')\""
     )
-    cases = {"/tmp/fifo": "a FIFO", "/tmp/sock": "a socket", "/dev/null": "a character device", "/dev/zero": "a character device"}
+    cases = {
+        "/tmp/fifo": "a FIFO",
+        "/tmp/sock": "a socket",
+        "/dev/null": "a character device",
+        "/dev/zero": "a character device",
+    }
     for path, kind in cases.items():
-        for response in (client.get("/files", params={"path": path, "username": "root"}), _write(client, path, username="root")):
+        for response in (
+            client.get("/files", params={"path": path, "username": "root"}), _write(client, path, username="root")
+        ):
             assert response.status_code == 400, (path, response.status_code, response.text)
             message = response.json()["message"]
             assert kind in message and "only regular files" in message, message
@@ -90,7 +97,9 @@ def test_a_symlink_swapped_under_the_api_never_hangs_nor_leaves(
 
 
 def _rpc(client: httpx.Client, method: str, message: dict) -> httpx.Response:
-    return client.post(f"/filesystem.Filesystem/{method}", content=json.dumps(message), headers={"content-type": "application/json"})
+    return client.post(
+        f"/filesystem.Filesystem/{method}", content=json.dumps(message), headers={"content-type": "application/json"}
+    )
 
 
 def test_watchers_are_capped_per_sandbox(client: httpx.Client, sbx: Sandbox) -> None:

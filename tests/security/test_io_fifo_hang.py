@@ -201,7 +201,8 @@ def _hold_watch(srv: Server, sbx: Sandbox, watching: threading.Event) -> None:
     payload = json.dumps({"path": "/tmp/w"}).encode()
     body = struct.pack(">BI", 0, len(payload)) + payload
     try:
-        with httpx.stream("POST", f"{srv.url}/filesystem.Filesystem/WatchDir", content=body, headers=headers, timeout=60) as r:
+        url = f"{srv.url}/filesystem.Filesystem/WatchDir"
+        with httpx.stream("POST", url, content=body, headers=headers, timeout=60) as r:
             for _ in r.iter_raw():
                 watching.set()
     except httpx.HTTPError:

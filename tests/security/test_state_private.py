@@ -70,7 +70,9 @@ def _db_bytes(server: Server) -> bytes:
 def test_the_database_and_the_secret_key_are_root_only(server: Server, e2b: list[str]) -> None:
     e2b.append(Sandbox.create(timeout=60, envs={"A": "b"}).sandbox_id)  # a write: the WAL is in use
     files = ["sandlot.db", "sandlot.db-wal", "sandlot.db-shm", vault.KEY_FILE, "api-key"]
-    found = {name: (oct(_mode(p)), os.lstat(p).st_uid) if (p := server.data_dir / name).exists() else None for name in files}
+    found = {
+        name: (oct(_mode(p)), os.lstat(p).st_uid) if (p := server.data_dir / name).exists() else None for name in files
+    }
     assert found == dict.fromkeys(files, (oct(0o600), 0))
 
 

@@ -125,5 +125,7 @@ def test_0003_downgrades_to_clear_values(tmp_path: Path) -> None:
         config.attributes.update(connection=connection, vault=key)
         command.downgrade(config, "0002")
         row = connection.exec_driver_sql("SELECT env_vars, access_token FROM sandboxes").one()
-    assert (json.loads(row.env_vars), row.access_token) == ({"PASSWORD": "hunter2-clear-env"}, "tok-clear-0123456789abcdef")
+    assert (json.loads(row.env_vars), row.access_token) == (
+        {"PASSWORD": "hunter2-clear-env"}, "tok-clear-0123456789abcdef"
+    )
     database.close()

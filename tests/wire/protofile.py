@@ -64,7 +64,9 @@ class Schema:
             field = fields.get(key) or next((f for f in fields.values() if f.name == key), None)
             assert field is not None, f"{where}: {key!r} is no field of {message_type} ({sorted(fields)})"
             if field.oneof is not None:
-                assert field.oneof not in oneofs, f"{where}: {key!r} and {oneofs[field.oneof]!r} share oneof {field.oneof}"
+                assert field.oneof not in oneofs, (
+                    f"{where}: {key!r} and {oneofs[field.oneof]!r} share oneof {field.oneof}"
+                )
                 oneofs[field.oneof] = key
             if item is None:
                 continue
@@ -142,7 +144,9 @@ class _Parser:
                 raise AssertionError(f"unknown top-level {word!r}")
         for scope, written, field in self.pending:
             self.schema.messages[scope][field.json_name] = dataclasses.replace(
-                field, type=self.resolve(scope, written), map_value=field.map_value and self.resolve(scope, field.map_value)
+                field,
+                type=self.resolve(scope, written),
+                map_value=field.map_value and self.resolve(scope, field.map_value),
             )
 
     def resolve(self, scope: str, name: str) -> str:

@@ -60,19 +60,32 @@ def test_the_rest_rows_are_the_e2b_sdks() -> None:
 # which only `Unavailable` is sent with; every parse is of a filesystem call.
 E2B, SDK = e2b, exceptions
 ROWS = [
-    # error                  e2b, Connect                    e2b, /files                     sandlot, Connect            sandlot, /files
-    (wire.InvalidArgument, E2B.InvalidArgumentException, E2B.InvalidArgumentException, SDK.InvalidArgumentError, SDK.InvalidArgumentError),
-    (wire.FailedPrecondition, E2B.SandboxException, E2B.InvalidArgumentException, SDK.InvalidArgumentError, SDK.InvalidArgumentError),
-    (wire.NotFound, E2B.NotFoundException, E2B.NotFoundException, SDK.PathNotFoundError, SDK.PathNotFoundError),
-    (wire.AlreadyExists, E2B.SandboxException, E2B.SandboxException, SDK.AlreadyExistsError, SDK.AlreadyExistsError),
-    (wire.PermissionDenied, E2B.SandboxException, E2B.SandboxException, SDK.PermissionDeniedError, SDK.PermissionDeniedError),
-    (wire.ResourceExhausted, E2B.RateLimitException, E2B.RateLimitException, SDK.RateLimitedError, SDK.RateLimitedError),
-    (wire.NoSpace, E2B.RateLimitException, E2B.NotEnoughSpaceException, SDK.RateLimitedError, SDK.NotEnoughSpaceError),
-    (wire.DeadlineExceeded, E2B.TimeoutException, E2B.SandboxException, SDK.TimeoutError, SDK.TimeoutError),
-    (wire.Canceled, E2B.TimeoutException, E2B.SandboxException, SDK.TimeoutError, SDK.TimeoutError),
-    (wire.Unavailable, E2B.SandboxNotRunningException, E2B.SandboxNotRunningException, SDK.SandboxNotRunningError, SDK.SandboxNotRunningError),
-    (wire.Unimplemented, E2B.SandboxException, E2B.SandboxException, SDK.UnsupportedError, SDK.UnsupportedError),
-    (wire.Internal, E2B.SandboxException, E2B.SandboxException, SDK.ServerError, SDK.ServerError),
+    # error                   e2b, Connect                    e2b, /files
+    #                         sandlot, Connect            sandlot, /files
+    (wire.InvalidArgument,    E2B.InvalidArgumentException,   E2B.InvalidArgumentException,
+                              SDK.InvalidArgumentError,   SDK.InvalidArgumentError),
+    (wire.FailedPrecondition, E2B.SandboxException,           E2B.InvalidArgumentException,
+                              SDK.InvalidArgumentError,   SDK.InvalidArgumentError),
+    (wire.NotFound,           E2B.NotFoundException,          E2B.NotFoundException,
+                              SDK.PathNotFoundError,      SDK.PathNotFoundError),
+    (wire.AlreadyExists,      E2B.SandboxException,           E2B.SandboxException,
+                              SDK.AlreadyExistsError,     SDK.AlreadyExistsError),
+    (wire.PermissionDenied,   E2B.SandboxException,           E2B.SandboxException,
+                              SDK.PermissionDeniedError,  SDK.PermissionDeniedError),
+    (wire.ResourceExhausted,  E2B.RateLimitException,         E2B.RateLimitException,
+                              SDK.RateLimitedError,       SDK.RateLimitedError),
+    (wire.NoSpace,            E2B.RateLimitException,         E2B.NotEnoughSpaceException,
+                              SDK.RateLimitedError,       SDK.NotEnoughSpaceError),
+    (wire.DeadlineExceeded,   E2B.TimeoutException,           E2B.SandboxException,
+                              SDK.TimeoutError,           SDK.TimeoutError),
+    (wire.Canceled,           E2B.TimeoutException,           E2B.SandboxException,
+                              SDK.TimeoutError,           SDK.TimeoutError),
+    (wire.Unavailable,        E2B.SandboxNotRunningException, E2B.SandboxNotRunningException,
+                              SDK.SandboxNotRunningError, SDK.SandboxNotRunningError),
+    (wire.Unimplemented,      E2B.SandboxException,           E2B.SandboxException,
+                              SDK.UnsupportedError,       SDK.UnsupportedError),
+    (wire.Internal,           E2B.SandboxException,           E2B.SandboxException,
+                              SDK.ServerError,            SDK.ServerError),
 ]
 
 
@@ -190,7 +203,9 @@ async def _stream_end(error: wire.WireError) -> bytes:
 
     app = Router(routes=[Route("/s", connect.endpoint(connect.Kind.SERVER_STREAM, fail, lambda scope, deadline: None))])
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sandbox") as client:
-        reply = await client.post("/s", content=framing.encode_envelope({}), headers={"content-type": framing.STREAM_JSON})
+        reply = await client.post(
+            "/s", content=framing.encode_envelope({}), headers={"content-type": framing.STREAM_JSON}
+        )
         return reply.content
 
 

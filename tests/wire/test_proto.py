@@ -41,7 +41,9 @@ def test_the_sandbox_plane_serves_every_rpc_with_its_streaming_kind() -> None:
         raise target.SandboxGone
 
     plane = sandbox_api.create_sandbox_app(resolver)
-    served = {route.path: route.endpoint.kind for route in plane.envd.routes if isinstance(route.endpoint, connect.Endpoint)}
+    served = {
+        route.path: route.endpoint.kind for route in plane.envd.routes if isinstance(route.endpoint, connect.Endpoint)
+    }
     kinds = {
         (False, False): connect.Kind.UNARY,
         (False, True): connect.Kind.SERVER_STREAM,
@@ -88,7 +90,9 @@ class Exchange:
     def __init__(self, call: rpc.Call) -> None:
         self.call = call
 
-    async def unary(self, path: str, handler: Callable[..., Awaitable[dict[str, Any]]], request: dict[str, Any]) -> dict[str, Any]:
+    async def unary(
+        self, path: str, handler: Callable[..., Awaitable[dict[str, Any]]], request: dict[str, Any]
+    ) -> dict[str, Any]:
         types = SCHEMA.rpcs[path]
         SCHEMA.check(types.request, request)
         reply = await handler(self.call, request)
@@ -128,7 +132,9 @@ async def _filesystem_calls(exchange: Exchange, fs: filesystem.FilesystemService
 
     made = await exchange.unary(path("MakeDir"), fs.make_dir, {"path": "/home/user/d"})
     assert sdk_filesystem.parse_entry(made["entry"]).type == sdk_models.FileType.DIR
-    watcher = await exchange.unary(path("CreateWatcher"), fs.create_watcher, sdk_filesystem.watch_request("/home/user/d"))
+    watcher = await exchange.unary(
+        path("CreateWatcher"), fs.create_watcher, sdk_filesystem.watch_request("/home/user/d")
+    )
     moved = await exchange.unary(path("Move"), fs.move, sdk_filesystem.move_request("/home/user/d", "/home/user/e"))
     assert sdk_filesystem.parse_entry(moved["entry"]).path == "/home/user/e"
     listed = await exchange.unary(path("ListDir"), fs.list_dir, sdk_filesystem.list_request("/home/user", 2))
@@ -141,7 +147,9 @@ async def _filesystem_calls(exchange: Exchange, fs: filesystem.FilesystemService
         sdk_filesystem.parse_watch_message({"filesystem": event})
     await exchange.unary(path("RemoveWatcher"), fs.remove_watcher, {"watcherId": watcher["watcherId"]})
     await exchange.unary(path("Remove"), fs.remove, {"path": "/home/user/e"})
-    watch = exchange.stream(path("WatchDir"), fs.watch_dir, sdk_filesystem.watch_request("/home/user", include_entry=True))
+    watch = exchange.stream(
+        path("WatchDir"), fs.watch_dir, sdk_filesystem.watch_request("/home/user", include_entry=True)
+    )
     assert sdk_filesystem.parse_watch_message(await anext(watch)) == "start"
     await watch.aclose()
 
@@ -151,7 +159,8 @@ async def _process_calls(exchange: Exchange, processes: process.ProcessService) 
         return sdk_process.path(method)
 
     collected = sdk_process.OutputCollector()
-    async for reply in exchange.stream(path("Start"), processes.start, sdk_process.start_request("echo out; echo err >&2; exit 3")):
+    start = sdk_process.start_request("echo out; echo err >&2; exit 3")
+    async for reply in exchange.stream(path("Start"), processes.start, start):
         event = sdk_process.parse_event(reply)
         if isinstance(event, sdk_process.DataEvent):
             collected.add(event)
@@ -171,7 +180,9 @@ async def _process_calls(exchange: Exchange, processes: process.ProcessService) 
     events = [sdk_process.parse_event(reply) async for reply in cat]
     assert isinstance(events[-1], sdk_process.EndEvent) and events[-1].exit_code == 0
 
-    shell = exchange.stream(path("Start"), processes.start, sdk_process.pty_request(sdk_models.PtySize(80, 24), cmd="sleep 30"))
+    shell = exchange.stream(
+        path("Start"), processes.start, sdk_process.pty_request(sdk_models.PtySize(80, 24), cmd="sleep 30")
+    )
     pid = sdk_process.parse_event(await anext(shell)).pid  # type: ignore[union-attr]
     await exchange.unary(path("Update"), processes.update, sdk_process.update_request(pid, sdk_models.PtySize(100, 30)))
     attached = exchange.stream(path("Connect"), processes.connect, sdk_process.connect_request(pid))

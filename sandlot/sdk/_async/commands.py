@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypedDict, Unpack, overload
 
@@ -239,7 +240,9 @@ class AsyncCommands:
     ) -> models.CommandResult: ...
 
     @overload
-    async def run(self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]) -> AsyncCommandHandle: ...
+    async def run(
+        self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]
+    ) -> AsyncCommandHandle: ...
 
     async def run(
         self,
@@ -387,7 +390,5 @@ class AsyncCommands:
         return handle
 
     async def _kill_quietly(self, pid: int) -> None:
-        try:
+        with contextlib.suppress(exceptions.SandlotError):
             await self.kill(pid)
-        except exceptions.SandlotError:
-            pass

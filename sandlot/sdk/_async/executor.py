@@ -98,7 +98,9 @@ class AsyncExecutor(AsyncClosing):
             UnavailableError: no runner became free in time (503), or no server.
 
         Example:
-            >>> result = await executor.execute(files={"main.py": "import util", "util.py": "print(1)"}, language="python")
+            >>> result = await executor.execute(
+            ...     files={"main.py": "import util", "util.py": "print(1)"}, language="python"
+            ... )
             >>> result.stdout
             '1\\n'
         """

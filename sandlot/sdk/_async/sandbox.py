@@ -204,7 +204,10 @@ class AsyncSandbox(AsyncClosing):
 
     @classmethod
     async def _open(
-        cls, config: ConnectionConfig, request: api.Request, parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle]
+        cls,
+        config: ConnectionConfig,
+        request: api.Request,
+        parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle],
     ) -> AsyncSandbox:
         """A sandbox on a connection of its own, from the handle ``request`` is answered with."""
         connection = AsyncConnection(config)

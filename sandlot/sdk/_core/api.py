@@ -590,7 +590,9 @@ def parse_delete_snapshot(status: int, headers: Mapping[str, str], body: bytes) 
     return _done_unless(404, status, headers, body, sandbox=False)
 
 
-def _done_unless(nothing_to_do: int, status: int, headers: Mapping[str, str], body: bytes, sandbox: bool = True) -> bool:
+def _done_unless(
+    nothing_to_do: int, status: int, headers: Mapping[str, str], body: bytes, sandbox: bool = True
+) -> bool:
     """True if the request did its work, False if the server answered ``nothing_to_do``."""
     if status == nothing_to_do:
         return False

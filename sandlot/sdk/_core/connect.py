@@ -165,7 +165,8 @@ def parse_unary(status: int, content_type: str, body: bytes, *, context: str | N
         except (ValueError, RecursionError):
             parsed = None
         if isinstance(parsed, dict) and isinstance(parsed.get("code"), str) and parsed["code"] in errors.CODES:
-            raise errors.error_from_connect(parsed["code"], str(parsed.get("message") or ""), status=status, context=context)
+            message = str(parsed.get("message") or "")
+            raise errors.error_from_connect(parsed["code"], message, status=status, context=context)
         raise errors.error_from_http(status, body, context=context)
     if not content_type.split(";")[0].strip().lower() == framing.JSON:
         raise exceptions.ProtocolError(f"unexpected content type {content_type!r} on a unary answer")
@@ -263,7 +264,9 @@ def b64decode(value: str) -> bytes:
     return base64.b64decode(value + "=" * (-len(value) % 4))
 
 
-def iter_messages(decoder: EnvelopeDecoder, data: bytes, *, context: str | None = None) -> Iterator[dict[str, Any] | None]:
+def iter_messages(
+    decoder: EnvelopeDecoder, data: bytes, *, context: str | None = None
+) -> Iterator[dict[str, Any] | None]:
     """Messages completed by ``data``; ``None`` marks a clean end of stream.
 
     Raises:

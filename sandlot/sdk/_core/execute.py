@@ -25,7 +25,14 @@ from typing import Any, TypedDict, Unpack
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import api, models
 
-__all__ = ["DEFAULT_RUN_TIMEOUT", "RunOptions", "execute_request", "languages_request", "parse_languages", "parse_result"]
+__all__ = [
+    "DEFAULT_RUN_TIMEOUT",
+    "RunOptions",
+    "execute_request",
+    "languages_request",
+    "parse_languages",
+    "parse_result",
+]
 
 DEFAULT_RUN_TIMEOUT = 10.0  # the server's default wall-clock limit (contract: timeout default 10)
 _ANSWER_MARGIN = 30.0  # seconds for the server to stop the program, collect output and answer

@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypedDict, Unpack, overload
 
@@ -241,7 +242,9 @@ class Commands:
     ) -> models.CommandResult: ...
 
     @overload
-    def run(self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]) -> CommandHandle: ...
+    def run(
+        self, cmd: str, *, background: Literal[True], **options: Unpack[RunOptions]
+    ) -> CommandHandle: ...
 
     def run(
         self,
@@ -389,7 +392,5 @@ class Commands:
         return handle
 
     def _kill_quietly(self, pid: int) -> None:
-        try:
+        with contextlib.suppress(exceptions.SandlotError):
             self.kill(pid)
-        except exceptions.SandlotError:
-            pass

@@ -100,7 +100,9 @@ class Executor(Closing):
             UnavailableError: no runner became free in time (503), or no server.
 
         Example:
-            >>> result = executor.execute(files={"main.py": "import util", "util.py": "print(1)"}, language="python")
+            >>> result = executor.execute(
+            ...     files={"main.py": "import util", "util.py": "print(1)"}, language="python"
+            ... )
             >>> result.stdout
             '1\\n'
         """

@@ -206,7 +206,10 @@ class Sandbox(Closing):
 
     @classmethod
     def _open(
-        cls, config: ConnectionConfig, request: api.Request, parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle]
+        cls,
+        config: ConnectionConfig,
+        request: api.Request,
+        parse: Callable[[int, Mapping[str, str], bytes], api.SandboxHandle],
     ) -> Sandbox:
         """A sandbox on a connection of its own, from the handle ``request`` is answered with."""
         connection = Connection(config)

@@ -51,7 +51,9 @@ async def test_files_the_first_is_the_entry_point(sdk_server: SdkServer) -> None
 async def test_exit_codes_timeouts_and_compile_errors(sdk_server: SdkServer) -> None:
     config = sdk_server.config
     failed = await aexecute("import sys; print('partial'); sys.exit(3)", language="python", config=config)
-    assert (failed.status, failed.exit_code, failed.stdout, failed.ok) == (StageStatus.RUNTIME_ERROR, 3, "partial\n", False)
+    assert (failed.status, failed.exit_code, failed.stdout, failed.ok) == (
+        StageStatus.RUNTIME_ERROR, 3, "partial\n", False
+    )
     slow = await aexecute("while True: pass", language="python", timeout=1, config=config)
     assert slow.status == StageStatus.TIMEOUT and slow.run is not None and slow.run.wall_ms >= 900
     broken = await aexecute("fn main() { let x: i32 = \"no\"; }", language="rust", config=config)

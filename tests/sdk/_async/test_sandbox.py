@@ -58,7 +58,9 @@ async def test_list_with_filters(sdk_server: SdkServer) -> None:
     made = []
     try:
         for i in range(3):
-            made.append(await AsyncSandbox.create(timeout=120, metadata={"suite": suite, "n": str(i)}, config=sdk_server.config))
+            made.append(
+                await AsyncSandbox.create(timeout=120, metadata={"suite": suite, "n": str(i)}, config=sdk_server.config)
+            )
         listed = await AsyncSandbox.list(metadata={"suite": suite}, config=sdk_server.config)
         assert {s.sandbox_id for s in listed} == {s.sandbox_id for s in made}
         one = await AsyncSandbox.list(metadata={"suite": suite, "n": "1"}, state="running", config=sdk_server.config)

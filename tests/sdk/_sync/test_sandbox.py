@@ -60,7 +60,9 @@ def test_list_with_filters(sdk_server: SdkServer) -> None:
     made = []
     try:
         for i in range(3):
-            made.append(Sandbox.create(timeout=120, metadata={"suite": suite, "n": str(i)}, config=sdk_server.config))
+            made.append(
+                Sandbox.create(timeout=120, metadata={"suite": suite, "n": str(i)}, config=sdk_server.config)
+            )
         listed = Sandbox.list(metadata={"suite": suite}, config=sdk_server.config)
         assert {s.sandbox_id for s in listed} == {s.sandbox_id for s in made}
         one = Sandbox.list(metadata={"suite": suite, "n": "1"}, state="running", config=sdk_server.config)

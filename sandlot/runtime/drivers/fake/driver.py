@@ -292,11 +292,15 @@ class FakeDriver:
         known = set(known)
         held = set(self._sandboxes) | {p.name for p in (self._dir.iterdir() if self._dir.exists() else ())}
         removed = sorted(held - known)
-        lost = sorted(s for s in known & set(self._sandboxes) if self._sandboxes[s].state is models.SandboxState.STOPPED)
+        lost = sorted(
+            s for s in known & set(self._sandboxes) if self._sandboxes[s].state is models.SandboxState.STOPPED
+        )
         for sid in (*removed, *lost):
             await self.destroy(sandbox_id=sid)
         kept = sorted(known & set(self._sandboxes))
-        return models.ReconcileReport(kept=tuple(kept), removed=tuple(removed), missing=tuple(sorted(known - set(kept))))
+        return models.ReconcileReport(
+            kept=tuple(kept), removed=tuple(removed), missing=tuple(sorted(known - set(kept)))
+        )
 
     # -- checkpoint, restore, fork, snapshots, restart -------------------------------------
 

@@ -159,10 +159,8 @@ class Core:
         sdir = self._sandboxes_dir / sandbox_id
         link = sbx.link if sbx else None
         if link is None and sdir.exists():
-            try:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 link = state.Sandbox.from_json(json.loads((sdir / "state.json").read_text())).link
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
         problems: list[str] = []
 
         async def step(what: str, coro: Any) -> None:

@@ -155,7 +155,9 @@ class Criu(bundle.Bundles):
         async def fill(disks: Sequence[Path]) -> None:
             await asyncio.to_thread(host.copy_sparse, source / "disk.img", disks[0])
 
-        made = await self._copies([spec], origin, fill=fill, image_dir=source / "memory" if memory else None, op="create")
+        made = await self._copies(
+            [spec], origin, fill=fill, image_dir=source / "memory" if memory else None, op="create"
+        )
         return made[0]
 
     def _check_capturable(self, sbx: state.Sandbox, what: str) -> None:
@@ -356,7 +358,14 @@ class Criu(bundle.Bundles):
         sbx.init_pid = 0
 
     async def _restore_directly(
-        self, sbx: state.Sandbox, image_dir: Path, container: dict[str, Any], work: Path, pid_file: Path, *, running: str
+        self,
+        sbx: state.Sandbox,
+        image_dir: Path,
+        container: dict[str, Any],
+        work: Path,
+        pid_file: Path,
+        *,
+        running: str,
     ) -> None:
         """Restore a sandbox from its own checkpoint with CRIU alone, as `runc restore` would
         (the same CRIU options, external mounts and inherited pipes), then give runc back its
@@ -413,14 +422,15 @@ class Criu(bundle.Bundles):
     async def _criu(self, command: str, *args: str, running: str) -> None:
         """Run ``runc <command>`` with our CRIU (see `_criu_run`)."""
         argv = [self._runc, "--root", str(self._root), "--criu", str(self._criu_binary()), command, *args]
-        await self._criu_run(argv, what=f"runc {command}", log=self._root / f"{command}-{args[-1]}.log", running=running)
+        log = self._root / f"{command}-{args[-1]}.log"
+        await self._criu_run(argv, what=f"runc {command}", log=log, running=running)
 
     async def _criu_run(self, argv: list[str], *, what: str, log: Path, running: str) -> None:
         """Run a command that runs CRIU, its output to ``log`` (a restored tree inherits it,
         and may hold a pipe open for ever); ``running`` names the crash point reached while it
         runs (a command that outlives a killed daemon goes on to the end, `_await_strays`)."""
         try:
-            with open(log, "wb") as out:
+            with open(log, "wb") as out:  # noqa: ASYNC230 - a new empty file in our own state directory
                 pid = _utils.spawn(argv, fds={1: out.fileno(), 2: out.fileno()})
                 faults.crash_point(running)
                 code = await _utils.finish(pid, argv, self.settings.criu_timeout)
