@@ -378,6 +378,7 @@ class Criu(bundle.Bundles):
         Copies of other sandboxes (fork, snapshots) go through runc, which writes their state.
         """
         sid = sbx.spec.sandbox_id
+        assert sbx.link is not None
         config = container["config"]
         binds = [f"{m['destination']}:{m['source']}" for m in config.get("mounts") or [] if m.get("device") == "bind"]
         binds += [f"{d['path']}:{d['path']}" for d in config.get("devices") or []]
