@@ -9,8 +9,10 @@ on port 80 of each that answers ``hi``.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -46,6 +48,16 @@ def _ip(*args: str) -> None:
 
 @contextlib.contextmanager
 def stand_in_internet() -> Iterator[None]:
+    """The stand-in internet, for one test at a time on this host: its addresses and routes
+    are fixed, so two test runs side by side would trip over each other's (EEXIST)."""
+    with open(os.path.join(tempfile.gettempdir(), "sandlot-stand-in-internet.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with _stand_in_internet():
+            yield
+
+
+@contextlib.contextmanager
+def _stand_in_internet() -> Iterator[None]:
     ns, veth = f"sandlot-fakenet-{os.getpid()}", f"fkn{os.getpid() % 100000}"
     server = None
     try:
