@@ -38,8 +38,8 @@ import atheris
 import httpx
 
 with atheris.instrument_imports(include=["sandlot.agent", "sandlot.api", "python_multipart"]):
-    from sandlot.agent import target
     from sandlot.api import sandbox
+    from sandlot.runtime import target
 
 from fuzz import _harness
 from sandlot.runtime import models

@@ -4,17 +4,38 @@ minute; every sandbox it manages to create is killed afterwards.
 
 ``POST /sandboxes/{id}/pause`` and ``/fork`` are left out: each checkpoints a real sandbox
 with CRIU (a fork of count 20 makes twenty), too slow for a fuzzer's budget; test_pause.py
-covers them."""
+covers them.
+
+It has a server of its own whose memory may be committed many times over: the fuzzer makes
+dozens of sandboxes, some asking gigabytes, and the 503 of a full host (right, and tested in
+tests/security/test_admission_limits.py) is not what it looks for."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests._support.server import Server
+from sandlot.runtime.drivers.runc import RuncDriver
+from tests import slot
+from tests._support.server import Server, serving
+
+
+@pytest.fixture(scope="module")
+def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
+    """The module's server; it asks for `driver` so that the driver's census runs after it."""
+    settings = {"SANDLOT_MEMORY_OVERCOMMIT": "50", "SANDLOT_POOL_MAX": "0"}
+    with serving(data_root / "schemathesis", f"t{os.getpid()}s", slot.subnet(210), settings) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _server_before_census(server: Server) -> None:
+    """The conftest's, for this module's own `server`: a session-scoped one cannot ask for it."""
 
 
 @pytest.mark.slow
