@@ -72,12 +72,19 @@ def _page(items: list[Any], token: str | None) -> Response:
     return _list_json(items, headers={"X-Next-Token": token} if token else None)
 
 
+def _named(sbx: records.LiveSandbox) -> dict[str, str]:
+    """The keys that start every answer about a sandbox (`models._Named`)."""
+    return {
+        "template_id": sbx.template,
+        "sandbox_id": sbx.id,
+        "client_id": models.CLIENT_ID,
+        "envd_version": ENVD_VERSION,
+    }
+
+
 def _sandbox(request: Request, sbx: records.LiveSandbox) -> models.Sandbox:
     return models.Sandbox(
-        template_id=sbx.template,
-        sandbox_id=sbx.id,
-        client_id=models.CLIENT_ID,
-        envd_version=ENVD_VERSION,
+        **_named(sbx),
         envd_access_token=sbx.access_token,
         domain=request.app.state.domain,
         alias=sbx.alias,
@@ -86,10 +93,7 @@ def _sandbox(request: Request, sbx: records.LiveSandbox) -> models.Sandbox:
 
 def _listed(sbx: records.LiveSandbox) -> models.ListedSandbox:
     return models.ListedSandbox(
-        template_id=sbx.template,
-        sandbox_id=sbx.id,
-        client_id=models.CLIENT_ID,
-        envd_version=ENVD_VERSION,
+        **_named(sbx),
         started_at=sbx.started_at,
         end_at=sbx.end_at,
         cpu_count=max(1, round(sbx.cpu_count)),
@@ -246,20 +250,7 @@ async def metrics(
     if end is not None:
         points = [p for p in points if p.timestamp.timestamp() <= end + 1]
     return _list_json(
-        [
-            models.SandboxMetric(
-                timestamp=p.timestamp,
-                timestamp_unix=int(p.timestamp.timestamp()),
-                cpu_count=p.cpu_count,
-                cpu_used_pct=p.cpu_used_pct,
-                mem_used=p.mem_used,
-                mem_total=p.mem_total,
-                mem_cache=p.mem_cache,
-                disk_used=p.disk_used,
-                disk_total=p.disk_total,
-            )
-            for p in points
-        ]
+        [models.SandboxMetric(**dataclasses.asdict(p), timestamp_unix=int(p.timestamp.timestamp())) for p in points]
     )
 
 

@@ -27,7 +27,7 @@ from typing import Unpack
 from sandlot.sdk._async.connection import AsyncClosing, AsyncConnection
 from sandlot.sdk._core import execute as messages
 from sandlot.sdk._core import models
-from sandlot.sdk._core.config import ConnectionConfig
+from sandlot.sdk._core.config import ConnectionConfig, resolve_config
 
 __all__ = ["AsyncExecutor", "aexecute"]
 
@@ -53,11 +53,7 @@ class AsyncExecutor(AsyncClosing):
         request_timeout: float | None = None,
         config: ConnectionConfig | None = None,
     ) -> None:
-        if config is None:
-            config = ConnectionConfig.from_env(
-                api_url=api_url, api_key=api_key, request_timeout=60.0 if request_timeout is None else request_timeout
-            )
-        self._connection = AsyncConnection(config)
+        self._connection = AsyncConnection(resolve_config(config, api_url, api_key, request_timeout))
 
     @property
     def config(self) -> ConnectionConfig:

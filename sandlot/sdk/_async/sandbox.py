@@ -29,8 +29,9 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime
+import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Unpack
+from typing import Any, TypeVar, Unpack
 
 from sandlot.sdk import exceptions
 from sandlot.sdk._async.commands import AsyncCommands
@@ -38,23 +39,34 @@ from sandlot.sdk._async.connection import AsyncClosing, AsyncConnection
 from sandlot.sdk._async.files import AsyncFiles
 from sandlot.sdk._async.pty import AsyncPty
 from sandlot.sdk._core import api, models
-from sandlot.sdk._core.config import ConnectionConfig
+from sandlot.sdk._core.config import ConnectionConfig, resolve_config
 from sandlot.sdk._core.hybrid import Takes, hybrid, split_target
 
 __all__ = ["AsyncSandbox"]
 
+T = TypeVar("T")
 
-def _config(
-    config: ConnectionConfig | None,
-    api_url: str | None,
-    api_key: str | None,
-    request_timeout: float | None,
-) -> ConnectionConfig:
-    if config is not None:
-        return config
-    return ConnectionConfig.from_env(
-        api_url=api_url, api_key=api_key, request_timeout=60.0 if request_timeout is None else request_timeout
-    )
+
+async def _all_pages(
+    connection: AsyncConnection,
+    request: Callable[..., api.Request],
+    parse: Callable[[int, Mapping[str, str], bytes], tuple[list[T], str | None]],
+    limit: int | None,
+) -> list[T]:
+    """Follow a list's pages (``request(limit=, next_token=)``) up to ``limit`` items in all.
+
+    The server may answer fewer than asked on a page, so each page asks for what is still
+    missing, and an empty page ends the walk even when it carries a token.
+    """
+    found: list[T] = []
+    token = None
+    while limit is None or len(found) < limit:
+        missing = None if limit is None else limit - len(found)
+        page, token = await connection.api(request(limit=missing, next_token=token), parse)
+        found.extend(page)
+        if not token or not page:
+            break
+    return found if limit is None else found[:limit]
 
 
 class AsyncSandbox(AsyncClosing):
@@ -158,7 +170,7 @@ class AsyncSandbox(AsyncClosing):
             >>> sbx = await AsyncSandbox.create("base", timeout=120, envs={"MODE": "test"})
             >>> warm = await AsyncSandbox.create("warm:v1", auto_pause=True, auto_resume=True)
         """
-        connection_config = _config(config, api_url, api_key, request_timeout)
+        connection_config = resolve_config(config, api_url, api_key, request_timeout)
         return await cls._open(connection_config, api.create_sandbox(template=template, **options), api.parse_created)
 
     @classmethod
@@ -199,7 +211,7 @@ class AsyncSandbox(AsyncClosing):
         Example:
             >>> sbx = await AsyncSandbox.connect("sbx-1f2e")
         """
-        connection_config = _config(config, api_url, api_key, request_timeout)
+        connection_config = resolve_config(config, api_url, api_key, request_timeout)
         return await cls._open(connection_config, api.connect_sandbox(sandbox_id, timeout=timeout), api.parse_handle)
 
     @classmethod
@@ -246,24 +258,16 @@ class AsyncSandbox(AsyncClosing):
             >>> [s.sandbox_id for s in await AsyncSandbox.list(metadata={"job": "42"})]
             ['sbx-1f2e']
         """
-        found: list[models.SandboxInfo] = []
-        token = None
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
-            while limit is None or len(found) < limit:
-                request = api.list_sandboxes(
-                    metadata=metadata,
-                    state=state,
-                    template=template,
-                    started_after=started_after,
-                    order=order,
-                    limit=None if limit is None else limit - len(found),
-                    next_token=token,
-                )
-                page, token = await connection.api(request, api.parse_list)
-                found.extend(page)
-                if not token or not page:
-                    break
-        return found if limit is None else found[:limit]
+        request = functools.partial(
+            api.list_sandboxes,
+            metadata=metadata,
+            state=state,
+            template=template,
+            started_after=started_after,
+            order=order,
+        )
+        async with AsyncConnection(resolve_config(config, api_url, api_key, None)) as connection:
+            return await _all_pages(connection, request, api.parse_list, limit)
 
     # ------------------------------------------------------- instance-or-class operations
 
@@ -285,7 +289,7 @@ class AsyncSandbox(AsyncClosing):
         the stand-in sandbox has only the id and the connection, which is all they use.
         """
         sandbox_id, args, kwargs = split_target(takes, args, kwargs)
-        async with AsyncConnection(_config(config, api_url, api_key, None)) as connection:
+        async with AsyncConnection(resolve_config(config, api_url, api_key, None)) as connection:
             stand_in = cls(connection, api.SandboxHandle(sandbox_id=sandbox_id or "", template_id="", envd_version=""))
             return await method(stand_in, *args, **kwargs)
 
@@ -477,20 +481,8 @@ class AsyncSandbox(AsyncClosing):
             ['deps-installed:v1', 'deps-installed:v2']
             >>> await AsyncSandbox.list_snapshots(name="deps-installed", limit=10)
         """
-        found: builtins.list[models.SnapshotInfo] = []
-        token = None
-        while limit is None or len(found) < limit:
-            request = api.list_snapshots(
-                sandbox_id=self.sandbox_id or None,
-                name=name,
-                limit=None if limit is None else limit - len(found),
-                next_token=token,
-            )
-            page, token = await self._connection.api(request, api.parse_snapshot_list)
-            found.extend(page)
-            if not token or not page:
-                break
-        return found if limit is None else found[:limit]
+        request = functools.partial(api.list_snapshots, sandbox_id=self.sandbox_id or None, name=name)
+        return await _all_pages(self._connection, request, api.parse_snapshot_list, limit)
 
     @hybrid.taking("nothing")
     async def delete_snapshot(self, snapshot_id: str) -> bool:

@@ -290,11 +290,7 @@ def list_snapshots(
         params["sandboxID"] = sandbox_id
     if name:
         params["name"] = name
-    if limit is not None:
-        params["limit"] = str(limit)
-    if next_token:
-        params["nextToken"] = next_token
-    return Request("GET", "/snapshots", params=params or None)
+    return _page_request("/snapshots", params, limit, next_token)
 
 
 def delete_snapshot(snapshot_id: str) -> Request:
@@ -357,11 +353,16 @@ def list_sandboxes(
         if order not in ("asc", "desc"):
             raise exceptions.InvalidArgumentError(f"order must be 'asc' or 'desc', not {order!r}")
         params["order"] = order
+    return _page_request("/v2/sandboxes", params, limit, next_token)
+
+
+def _page_request(path: str, params: dict[str, str], limit: int | None, next_token: str | None) -> Request:
+    """``GET path``: one page of a list, its filters ``params`` then the paging parameters."""
     if limit is not None:
         params["limit"] = str(limit)
     if next_token:
         params["nextToken"] = next_token
-    return Request("GET", "/v2/sandboxes", params=params or None)
+    return Request("GET", path, params=params or None)
 
 
 def encode_metadata_filter(metadata: Mapping[str, str]) -> str:

@@ -30,7 +30,7 @@ from sandlot import __version__
 from sandlot.sdk import exceptions
 from sandlot.sdk._core import retry
 
-__all__ = ["DEFAULT_API_URL", "ENVD_PORT", "ConnectionConfig"]
+__all__ = ["DEFAULT_API_URL", "ENVD_PORT", "ConnectionConfig", "resolve_config"]
 
 DEFAULT_API_URL = "http://127.0.0.1:3000"
 ENVD_PORT = 49983  # the port e2b clients name in E2b-Sandbox-Port; sandlot routes on the id
@@ -130,3 +130,20 @@ class ConnectionConfig:
         if access_token:
             headers["X-Access-Token"] = access_token
         return headers
+
+
+def resolve_config(
+    config: ConnectionConfig | None, api_url: str | None, api_key: str | None, request_timeout: float | None
+) -> ConnectionConfig:
+    """The config a public call means: ``config`` whole when given, else one from the other three
+    and the environment. None for ``request_timeout`` is the public default, 60 s (0 waits forever).
+
+    Example:
+        >>> resolve_config(None, "http://h:1", "e2b_00", None).request_timeout
+        60.0
+    """
+    if config is not None:
+        return config
+    return ConnectionConfig.from_env(
+        api_url=api_url, api_key=api_key, request_timeout=60.0 if request_timeout is None else request_timeout
+    )
