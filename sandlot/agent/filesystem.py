@@ -21,6 +21,11 @@ Choices where E2B's contract is silent:
   `MAX_WATCHES` inotify watches between them: the kernel's limits on both are per host user,
   and every sandbox's watchers are root's. Events are turned into messages (entries, new
   subdirectories) in the pool, as the watcher's user.
+
+It is longer than the ~600 lines a module aims for because the watchers (`_Watcher`, ~170
+lines) share the service's per-sandbox quota, its pool, its credentials and its entry
+format, and are made and ended only by the service's own RPCs (`WatchDir`, `CreateWatcher`,
+`GetWatcherEvents`, `RemoveWatcher`).
 """
 
 from __future__ import annotations

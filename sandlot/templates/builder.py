@@ -31,6 +31,10 @@ leaves cleared: a sandbox holds no CAP_NET_RAW, and a file capability outside th
 makes exec fail with EPERM, so ``ping`` works only without its ``cap_net_raw`` (it falls back to
 ICMP datagram sockets, see `sandlot.runtime.oci`). Shifting once per template is cheaper than
 idmapped mounts per sandbox and works on every kernel and filesystem the cache may live on.
+
+It is longer than the ~600 lines a module aims for because it is one pipeline whose steps
+must run in this order under one lock (debootstrap, apt, user, commands, shift, switch of
+``current``), with the cleanup every step relies on when a later one fails.
 """
 
 from __future__ import annotations
