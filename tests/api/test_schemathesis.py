@@ -29,7 +29,7 @@ from tests._support.server import Server, serving
 def server(data_root: Path, driver: RuncDriver) -> Iterator[Server]:
     """The module's server; it asks for `driver` so that the driver's census runs after it."""
     settings = {"SANDLOT_MEMORY_OVERCOMMIT": "50", "SANDLOT_POOL_MAX": "0"}
-    with serving(data_root / "schemathesis", f"t{os.getpid()}s", slot.subnet(210), settings) as srv:
+    with serving(data_root / "schemathesis", f"t{os.getpid()}f", slot.subnet(210), settings) as srv:
         yield srv
 
 
