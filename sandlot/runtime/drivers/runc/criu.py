@@ -30,6 +30,10 @@ from sandlot.runtime.drivers.runc import bundle, core, host, state
 __all__ = ["Criu", "keep_kerndat_tmpfs", "write_config"]
 
 
+_WIRE_SCRIPT = "wire-on-restore"
+"""The file name, and so the process name, of `Criu._wire_on_restore`'s action script."""
+
+
 class Criu(bundle.Bundles):
     """The capabilities of `base.Checkpointing`, `base.Forking` and `base.Snapshotting`."""
 
@@ -405,7 +409,7 @@ class Criu(bundle.Bundles):
         TCP connection to or from outside can only be put back on an address the sandbox has.
         runc does the same for its restores with the bundle's createRuntime hook."""
         hook = shlex.join([str(self._init_binary), *self._hook_args(link)])
-        script = work / "wire-on-restore"
+        script = work / _WIRE_SCRIPT
         script.write_text(
             "#!/bin/sh\n"
             '[ "$CRTOOLS_SCRIPT_ACTION" = setup-namespaces ] || exit 0\n'
@@ -440,6 +444,7 @@ class Criu(bundle.Bundles):
             # CRIU's helpers end up orphaned, and so ours as subreaper: reap them at once
             # (never the CRIU of a concurrent operation: its waiter owns that one).
             _utils.reap_orphans_now(named="criu")
+            _utils.reap_orphans_now(named=_WIRE_SCRIPT)  # the action script of a CRIU killed with it
             log.unlink(missing_ok=True)
         if code != 0:
             work = next((a for a in argv if a.endswith("criu-work")), None)
