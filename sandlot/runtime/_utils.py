@@ -209,13 +209,15 @@ def _proc_files(name: str, *, owner: int | None = None) -> Iterator[tuple[int, b
         yield int(entry), data
 
 
-def zombie_children(named: str | None = None) -> set[int]:
-    """Our children that have exited and wait to be reaped (only those called ``named``)."""
+def zombie_children(*named: str) -> set[int]:
+    """Our children that have exited and wait to be reaped (only those called one of ``named``,
+    if any is given), found in one walk of /proc."""
     me = os.getpid()
+    names = {n.encode() for n in named}
     found = set()
     for pid, stat in _proc_files("stat"):
         name, fields = stat[stat.index(b"(") + 1 : stat.rindex(b")")], stat.rsplit(b")", 1)[1].split()
-        if fields[0] == b"Z" and int(fields[1]) == me and (named is None or name == named.encode()):
+        if fields[0] == b"Z" and int(fields[1]) == me and (not names or name in names):
             found.add(pid)
     return found
 
@@ -231,10 +233,10 @@ def running_with(*args: bytes) -> set[int]:
     return {pid for pid, cmdline in mine if pid != me and needle in b"\0" + cmdline}
 
 
-def reap_orphans_now(named: str | None = None, among: Collection[int] | None = None) -> None:
-    """Reap the zombies among our children that nobody waits for (only those called
-    ``named``, only those ``among`` the given pids)."""
-    _reap({pid for pid in zombie_children(named) - _WAITED if among is None or pid in among})
+def reap_orphans_now(*named: str, among: Collection[int] | None = None) -> None:
+    """Reap the zombies among our children that nobody waits for (only those called one of
+    ``named``, if any is given; only those ``among`` the given pids)."""
+    _reap({pid for pid in zombie_children(*named) - _WAITED if among is None or pid in among})
 
 
 async def reap_orphans(interval: float) -> None:

@@ -36,7 +36,7 @@ async def test_orphan_reapers_leave_a_waited_child_to_its_waiter() -> None:
     pid = _utils.spawn(argv, fds={})
     await _until_zombie(pid)
     _utils.reap_orphans_now()
-    _utils.reap_orphans_now(named="sh")
+    _utils.reap_orphans_now("sh")
     assert await asyncio.wait_for(_utils.finish(pid, argv, 5), 5) == 7
 
 
@@ -48,7 +48,7 @@ async def test_concurrent_commands_each_get_their_own_exit_code() -> None:
         try:
             await _utils.run("sh", "-c", f"sleep 0.0{code % 10}; exit {code}")
         except _utils.CommandError as exc:
-            _utils.reap_orphans_now(named="sh")
+            _utils.reap_orphans_now("sh")
             return exc.returncode
         return 0
 

@@ -185,7 +185,7 @@ def _reap_orphaned_inits() -> None:
     made it a subreaper); once the second server has killed them, reap their zombies."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        _utils.reap_orphans_now(named="init")
+        _utils.reap_orphans_now("init")
         if not [p for p in conftest._descendants() if p.endswith(" init")]:
             return
         time.sleep(0.05)

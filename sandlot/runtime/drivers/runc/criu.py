@@ -441,10 +441,10 @@ class Criu(bundle.Bundles):
                 code = await _utils.finish(pid, argv, self.settings.criu_timeout)
             text = log.read_text(errors="replace")
         finally:
-            # CRIU's helpers end up orphaned, and so ours as subreaper: reap them at once
-            # (never the CRIU of a concurrent operation: its waiter owns that one).
-            _utils.reap_orphans_now(named="criu")
-            _utils.reap_orphans_now(named=_WIRE_SCRIPT)  # the action script of a CRIU killed with it
+            # CRIU's helpers, and the action script of a CRIU killed with it, end up orphaned,
+            # and so ours as subreaper: reap them at once (never the CRIU of a concurrent
+            # operation: its waiter owns that one).
+            _utils.reap_orphans_now("criu", _WIRE_SCRIPT)
             log.unlink(missing_ok=True)
         if code != 0:
             work = next((a for a in argv if a.endswith("criu-work")), None)
